@@ -1,0 +1,3 @@
+"""GPU price-arbitrage broker."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,87 @@
+"""The Litestar application: ``create_app()`` wires the domain packages' endpoints onto one runtime."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from broker import __version__
+from broker.api.deps import provide_runtime
+from broker.api.problems import EXCEPTION_HANDLERS
+from broker.health.endpoints import healthz, readyz
+from broker.offers.endpoints import list_offers
+from broker.polling.scheduler import PollScheduler
+from broker.providers.endpoints import list_providers
+from broker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class IndexRefresher:
+    """Rebuilds the offer index when another process (a poll, another replica) recorded a poll."""
+
+    def __init__(self, runtime: Runtime, every_s: float) -> None:
+        self.runtime = runtime
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="index-refresher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.runtime.index.refresh_if_changed()
+            except Exception as exc:  # the database may be away for a while: keep serving the last index
+                log.warning("offer index refresh failed: %s", exc)
+
+
+def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: bool | None = None) -> Litestar:
+    runtime = runtime or Runtime.create(demo=bool(demo))
+    if demo is not None:
+        runtime.demo = demo
+    settings = runtime.settings
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            runtime.index.refresh()
+        except Exception as exc:
+            log.warning("offer index not loaded at start: %s", exc)
+        refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds)
+        refresher.start()
+        scheduler = PollScheduler(runtime, demo=runtime.demo) if schedule else None
+        if scheduler is not None:
+            scheduler.start()
+            app.state.scheduler = scheduler
+        try:
+            yield
+        finally:
+            refresher.stop()
+            if scheduler is not None:
+                scheduler.shutdown()
+
+    cors = CORSConfig(allow_origins=list(settings.server.cors_origins)) if settings.server.cors_origins else None
+    return Litestar(
+        route_handlers=[healthz, readyz, list_offers, list_providers],
+        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        lifespan=[lifespan],
+        state=State({"runtime": runtime, "scheduler": None}),
+        cors_config=cors,
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="GPU price-arbitrage broker", version=__version__, path="/schema"),
+        debug=False,
+    )

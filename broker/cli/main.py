@@ -1,0 +1,275 @@
+"""The ``broker`` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import click
+
+from broker import __version__
+from broker.cli.common import CliError, console, one_line_errors, print_json, print_table, require_schema, runtime
+from broker.domain import ConfigError, Purchase
+from broker.offers.schemas import OfferFilter, offer_out
+from broker.offers.service import select_offers
+from broker.polling.service import Skipped, poll_source
+from broker.providers.service import provider_status
+from broker.settings import load_settings
+from broker.store import migrate
+from broker.store.ingest import IngestResult
+
+
+@click.group()
+@click.version_option(__version__, prog_name="broker")
+@click.option("-v", "--verbose", is_flag=True, help="log progress to stderr")
+def cli(verbose: bool) -> None:
+    """Multi-cloud GPU price-arbitrage broker."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@one_line_errors
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the schema."""
+    rt = runtime()
+    migrate.upgrade(rt.engine, revision)
+    click.echo(f"database at revision {migrate.current_revision(rt.engine)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@one_line_errors
+def db_downgrade(revision: str) -> None:
+    """Migrate the schema down to REVISION ("base" drops everything)."""
+    rt = runtime()
+    migrate.downgrade(rt.engine, revision)
+    click.echo(f"database at revision {migrate.current_revision(rt.engine) or 'base'}")
+
+
+@db.command("current")
+@one_line_errors
+def db_current() -> None:
+    """Print the schema revision."""
+    rt = runtime()
+    click.echo(f"current: {migrate.current_revision(rt.engine) or 'base'}; head: {migrate.head_revision()}")
+
+
+def _poll_row(result: IngestResult | Skipped, seconds: float) -> list[Any]:
+    if isinstance(result, Skipped):
+        return [result.source, "skipped", "", "", "", "", result.reason]
+    rejected = ", ".join(f"{k}: {v}" for k, v in sorted(result.rejected.items()))
+    note = result.error or "; ".join(result.warnings)
+    return [
+        result.source,
+        result.outcome.value,
+        result.offers_seen,
+        result.prices_changed,
+        result.offers_withdrawn,
+        rejected,
+        f"{note} ({seconds:.1f}s)".strip(),
+    ]
+
+
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.option("--demo", is_flag=True, help="replay the project's recorded payloads instead of calling live APIs")
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def poll(sources: tuple[str, ...], demo: bool, as_json: bool) -> None:
+    """Poll SOURCES once (default: every configured source) and print a summary per source."""
+    import time
+
+    rt = runtime(demo)
+    require_schema(rt)
+    configured = rt.settings.sources
+    unknown = [s for s in sources if s not in configured]
+    if unknown:
+        raise CliError(f"unknown source(s) {', '.join(unknown)}; configured: {', '.join(configured)}")
+    rows: list[list[Any]] = []
+    summaries: list[dict[str, Any]] = []
+    failed = False
+    for name in sources or tuple(configured):
+        cfg = configured[name]
+        started = time.monotonic()
+        with console.status(f"polling {name} ...", spinner="dots") if not as_json else _null():
+            result = poll_source(rt, cfg, demo=demo)
+        took = time.monotonic() - started
+        rows.append(_poll_row(result, took))
+        if isinstance(result, Skipped):
+            summaries.append({"source": name, "outcome": "skipped", "reason": result.reason})
+        else:
+            summaries.append({**result.summary(), "seconds": round(took, 3)})
+            failed = failed or result.outcome.value == "failed"
+    if as_json:
+        print_json(summaries)
+    else:
+        print_table(["source", "outcome", "offers seen", "prices changed", "withdrawn", "rejected", "note"], rows)
+    if failed:
+        raise SystemExit(1)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@cli.command()
+@click.option("--gpu", help="GPU model or family, e.g. H100, A100-80GB")
+@click.option("--min-gpus", type=click.IntRange(min=1), help="at least this many GPUs per instance")
+@click.option("--purchase", type=click.Choice([p.value for p in Purchase]))
+@click.option("--provider")
+@click.option("--region")
+@click.option("--unknown-gpus", is_flag=True, help="list offers whose GPU name the catalog does not know")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="the same offer objects as GET /v1/offers")
+@one_line_errors
+def offers(
+    gpu: str | None,
+    min_gpus: int | None,
+    purchase: str | None,
+    provider: str | None,
+    region: str | None,
+    unknown_gpus: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Current offers, cheapest per GPU-hour first."""
+    rt = runtime()
+    require_schema(rt)
+    index = rt.index.refresh()
+    f = OfferFilter(
+        gpu=gpu,
+        min_gpus=min_gpus,
+        purchase=Purchase(purchase) if purchase else None,
+        provider=provider,
+        region=region,
+        unknown_gpus=unknown_gpus,
+    )
+    found = select_offers(index, rt.catalog, f)[:limit]
+    if as_json:
+        print_json([offer_out(o) for o in found])
+        return
+    if not found:
+        click.echo("no offers match (run `broker poll` first, or widen the filters)")
+        return
+    rows = [
+        [
+            o.key.provider,
+            o.key.region + (f"/{o.key.zone}" if o.key.zone else ""),
+            o.key.instance_type,
+            o.key.purchase + (f" {o.key.term}" if o.key.term else ""),
+            o.gpu_model + ("" if o.gpu_known else " (unknown)"),
+            o.gpu_count,
+            f"{o.hourly_usd:.4f}",
+            f"{o.gpu_hourly_usd:.4f}",
+            o.availability.value,
+            o.source + (" [demo]" if o.demo else ""),
+        ]
+        for o in found
+    ]
+    print_table(
+        [
+            "provider",
+            "region",
+            "instance type",
+            "purchase",
+            "gpu",
+            "gpus",
+            "$/hour",
+            "$/gpu-hour",
+            "availability",
+            "source",
+        ],
+        rows,
+    )
+
+
+@cli.command()
+@click.option("--demo", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def providers(demo: bool, as_json: bool) -> None:
+    """Each source: last poll, data age, configured or skipped (and why)."""
+    rt = runtime(demo)
+    require_schema(rt)
+    rt.index.refresh()
+    status = provider_status(rt, demo=demo)
+    if as_json:
+        print_json(status)
+        return
+    rows = []
+    for s in status:
+        last = s["last_poll"] or {}
+        rows.append(
+            [
+                s["source"],
+                s["kind"],
+                "yes" if s["configured"] else f"no: {s['skipped_reason']}",
+                last.get("outcome", "never"),
+                last.get("finished_at", ""),
+                s["offers"],
+                s["data_age_seconds"],
+                last.get("error") or "",
+            ]
+        )
+    print_table(["source", "kind", "configured", "last outcome", "finished", "offers", "age (s)", "error"], rows)
+
+
+@cli.command()
+@click.option("--host", default=None, help="default: server.host from config (127.0.0.1)")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="default: server.port from config (8000)")
+@click.option("--demo", is_flag=True, help="load the recorded demo data first, and keep polling it offline")
+@click.option("--no-schedule", is_flag=True, help="serve only: do not run the scheduled polls")
+@one_line_errors
+def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool) -> None:
+    """Run the HTTP API and the scheduled polls."""
+    import uvicorn
+
+    from broker.api.app import create_app
+
+    rt = runtime(demo)
+    require_schema(rt)
+    host = host or rt.settings.server.host
+    port = port or rt.settings.server.port
+    if demo:
+        for cfg in rt.settings.sources.values():
+            result = poll_source(rt, cfg, demo=True)
+            if not isinstance(result, Skipped):
+                click.echo(f"demo data: {cfg.name}: {result.outcome.value}, {result.offers_seen} offers")
+    app = create_app(rt, schedule=not no_schedule, demo=demo)
+    click.echo(f"serving on http://{host}:{port} (OpenAPI at /schema, offers at /v1/offers)")
+    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("BROKER_LOG_LEVEL", "warning"), access_log=False)
+
+
+@cli.command("check-config")
+@one_line_errors
+def check_config() -> None:
+    """Validate settings and config files, then exit."""
+    settings = load_settings()
+    rt = runtime()
+    if not settings.sources:
+        raise ConfigError(f"{settings.config_path}: no sources configured")
+    click.echo(
+        f"ok: {len(settings.sources)} sources, {len(rt.catalog.models())} GPU models, "
+        f"database {rt.engine.url.render_as_string(hide_password=True)}"
+    )
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ConfigError as exc:  # raised while building settings before any command ran
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None

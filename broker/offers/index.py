@@ -1,0 +1,62 @@
+"""The in-memory index of current offers that placement and the offer listing read.
+
+Rebuilt from the store after each ingest and swapped in whole (a single reference assignment), so no
+request ever sees half a poll. Floats here, exact decimals in the database: the index is for ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from broker.domain import Availability, OfferKey
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedOffer:
+    offer_id: int
+    key: OfferKey
+    source: str
+    gpu_model: str  # catalog model id, or the source's raw name when gpu_known is False
+    gpu_known: bool
+    gpu_count: int
+    gpu_memory_gb: float | None
+    vcpus: float | None
+    memory_gb: float | None
+    hourly_usd: float  # effective USD per instance-hour
+    list_hourly_usd: float | None  # public list price when hourly_usd is negotiated
+    observed_at: datetime  # when this price was first seen
+    last_confirmed_at: datetime  # last poll that saw it unchanged
+    availability: Availability
+    available_quantity: int | None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    demo: bool = False
+
+    @property
+    def gpu_hourly_usd(self) -> float:
+        return self.hourly_usd / self.gpu_count if self.gpu_count else self.hourly_usd
+
+
+@dataclass(frozen=True, slots=True)
+class OfferIndex:
+    offers: Sequence[IndexedOffer]
+    built_at: datetime
+    # the allowed price age per source (default: twice its poll interval); missing = no limit
+    max_age: Mapping[str, timedelta] = field(default_factory=dict)
+    by_gpu: Mapping[str, Sequence[IndexedOffer]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, offers: Sequence[IndexedOffer], built_at: datetime, max_age: Mapping[str, timedelta] | None = None
+    ) -> OfferIndex:
+        by_gpu: dict[str, list[IndexedOffer]] = {}
+        for o in offers:
+            by_gpu.setdefault(o.gpu_model, []).append(o)
+        return cls(
+            offers=tuple(offers),
+            built_at=built_at,
+            max_age=dict(max_age or {}),
+            by_gpu={k: tuple(v) for k, v in by_gpu.items()},
+        )

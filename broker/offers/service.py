@@ -1,0 +1,78 @@
+"""Offer listing over the in-memory index, and the holder that swaps the index in after each ingest."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from broker.domain import ConfigError, utcnow
+from broker.gpus import GpuCatalog
+from broker.offers import repository
+from broker.offers.index import IndexedOffer, OfferIndex
+from broker.offers.schemas import OfferFilter
+
+OfferTransform = Callable[[list[IndexedOffer]], list[IndexedOffer]]
+
+
+class IndexHolder:
+    """Holds the current OfferIndex. ``refresh`` rebuilds it off to the side and swaps the reference, so readers
+    see either the old index or the new one, never a mix. Replicas call ``refresh_if_changed`` periodically."""
+
+    def __init__(
+        self, engine: Engine, max_age: Mapping[str, timedelta] | None = None, transform: OfferTransform | None = None
+    ) -> None:
+        self._engine = engine
+        self._max_age = dict(max_age or {})
+        self._transform = transform
+        self._lock = threading.Lock()
+        self._version = -1
+        self.current = OfferIndex.build([], utcnow(), self._max_age)
+        self.loaded = False
+
+    def refresh(self) -> OfferIndex:
+        with self._lock, self._engine.connect() as conn:
+            version = repository.data_version(conn)
+            offers = repository.load_current(conn)
+            if self._transform is not None:
+                offers = self._transform(offers)
+            self.current = OfferIndex.build(offers, utcnow(), self._max_age)
+            self._version = version
+            self.loaded = True
+            return self.current
+
+    def refresh_if_changed(self) -> bool:
+        with self._engine.connect() as conn:
+            if repository.data_version(conn) == self._version:
+                return False
+        self.refresh()
+        return True
+
+
+def select_offers(index: OfferIndex, catalog: GpuCatalog, f: OfferFilter) -> list[IndexedOffer]:
+    """Filter and sort by price per GPU-hour (cheapest first)."""
+    offers: list[IndexedOffer]
+    if f.gpu:
+        models = catalog.matching(f.gpu)
+        if not models and not f.unknown_gpus:
+            known = ", ".join(sorted({m.family for m in catalog.models()}))
+            raise ConfigError(f"unknown GPU {f.gpu!r}; known models and families: {known}")
+        ids = {m.id for m in models} | {f.gpu}
+        offers = [o for gid in ids for o in index.by_gpu.get(gid, ())]
+    else:
+        offers = list(index.offers)
+    purchase = f.purchase.value if f.purchase else None
+    provider = f.provider.lower() if f.provider else None
+    out = [
+        o
+        for o in offers
+        if (purchase is None or o.key.purchase == purchase)
+        and (provider is None or o.key.provider.lower() == provider)
+        and (f.region is None or o.key.region == f.region)
+        and (f.min_gpus is None or o.gpu_count >= f.min_gpus)
+        and (not f.unknown_gpus or not o.gpu_known)
+    ]
+    out.sort(key=lambda o: (o.gpu_hourly_usd, o.hourly_usd, o.key.provider, o.key.region, o.key.instance_type))
+    return out

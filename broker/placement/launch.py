@@ -1,0 +1,166 @@
+"""Launch specs for a placement choice: a SkyPilot task YAML and a Kubernetes ``batch/v1`` Job manifest.
+
+Both pin the chosen provider/region/zone/instance type so that what runs is what was priced.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+import yaml
+
+from broker.gpus import GpuCatalog
+from broker.placement.schemas import LaunchSpec, Option, PlaceRequest
+
+MANAGED_BY = "gpu-broker"
+# SkyPilot infra names where the broker's provider name differs; CoreWeave is reached through its Kubernetes (CKS).
+SKYPILOT_INFRA = {"coreweave": "k8s"}
+# Node labels that pin spot capacity, per provider (GKE, AKS); elsewhere Karpenter's well-known label.
+SPOT_NODE_LABELS = {
+    "gcp": ("cloud.google.com/gke-spot", "true"),
+    "azure": ("kubernetes.azure.com/scalesetpriority", "spot"),
+}
+DEFAULT_SPOT_LABEL = ("karpenter.sh/capacity-type", "spot")
+SPOT_TAINTS = {"gcp": "cloud.google.com/gke-spot", "azure": "kubernetes.azure.com/scalesetpriority"}
+GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu", "intel": "gpu.intel.com/i915"}
+K8S_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+_DNS = re.compile(r"[^a-z0-9-]+")
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def dns_name(name: str, limit: int = 63) -> str:
+    """A DNS-1123 label from any job name ("My Job_1" -> "my-job-1")."""
+    cleaned = _DNS.sub("-", name.lower()).strip("-")[:limit].strip("-")
+    return cleaned or "job"
+
+
+def label_value(value: str) -> str:
+    return _LABEL_VALUE.sub("-", value)[:63].strip("-_.")
+
+
+def _labels(job: PlaceRequest, option: Option) -> dict[str, str]:
+    out = {k: label_value(v) for k, v in job.labels.items() if _LABEL_KEY.match(k)}
+    out.update(
+        {
+            "app.kubernetes.io/name": dns_name(job.name),
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            f"{MANAGED_BY}/provider": label_value(option.provider),
+        }
+    )
+    return out
+
+
+def _shell(job: PlaceRequest) -> str:
+    return job.command if isinstance(job.command, str) else shlex.join(job.command)
+
+
+def _accelerator(option: Option, catalog: GpuCatalog) -> str:
+    model = catalog.get(option.gpu_model)
+    names = model.aliases.get("skypilot", ()) if model is not None else ()
+    return f"{names[0] if names else option.gpu_model}:{option.gpus_per_node}"
+
+
+def skypilot_task(job: PlaceRequest, option: Option, catalog: GpuCatalog) -> dict[str, Any]:
+    infra = "/".join(p for p in (SKYPILOT_INFRA.get(option.provider, option.provider), option.region, option.zone) if p)
+    resources: dict[str, Any] = {
+        "infra": infra,
+        "instance_type": option.instance_type,
+        "accelerators": _accelerator(option, catalog),
+        "use_spot": option.purchase == "spot",
+        "image_id": f"docker:{job.image}",
+    }
+    if job.cpus is not None:
+        resources["cpus"] = f"{job.cpus:g}+"
+    if job.memory_gb is not None:
+        resources["memory"] = f"{job.memory_gb:g}+"
+    if option.purchase == "spot":
+        resources["job_recovery"] = {"strategy": "FAILOVER", "max_restarts_on_errors": 0}
+    if job.labels:
+        resources["labels"] = dict(job.labels)
+    task: dict[str, Any] = {"name": dns_name(job.name), "num_nodes": option.nodes, "resources": resources}
+    if job.env:
+        task["envs"] = dict(job.env)
+    if job.command:
+        task["run"] = _shell(job)
+    return task
+
+
+def kubernetes_job(job: PlaceRequest, option: Option, catalog: GpuCatalog) -> dict[str, Any]:
+    model = catalog.get(option.gpu_model)
+    vendor = model.vendor if model is not None else "nvidia"
+    arch = model.arch if model is not None else job.arch.value
+    gpus_per_pod = -(-job.gpu.count // option.nodes)  # <= gpus_per_node because nodes = ceil(count / per node)
+    selector = {
+        "node.kubernetes.io/instance-type": option.instance_type,
+        "topology.kubernetes.io/region": option.region,
+        "kubernetes.io/arch": K8S_ARCH.get(arch, arch),
+    }
+    if option.zone:
+        selector["topology.kubernetes.io/zone"] = option.zone
+    resource = GPU_RESOURCE.get(vendor, "nvidia.com/gpu")
+    tolerations: list[dict[str, str]] = [{"key": resource, "operator": "Exists", "effect": "NoSchedule"}]
+    if option.purchase == "spot":
+        key, value = SPOT_NODE_LABELS.get(option.provider, DEFAULT_SPOT_LABEL)
+        selector[key] = value
+        if option.provider in SPOT_TAINTS:
+            tolerations.append({"key": SPOT_TAINTS[option.provider], "operator": "Exists", "effect": "NoSchedule"})
+    limits: dict[str, str] = {resource: str(gpus_per_pod)}
+    requests: dict[str, str] = {}
+    if job.cpus is not None:
+        requests["cpu"] = f"{job.cpus:g}"
+    if job.memory_gb is not None:
+        requests["memory"] = f"{job.memory_gb:g}G"
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": job.image,
+        "env": [{"name": k, "value": v} for k, v in job.env.items()]
+        + [{"name": "BROKER_NUM_NODES", "value": str(option.nodes)}],
+        "resources": {"limits": limits, **({"requests": requests} if requests else {})},
+    }
+    if isinstance(job.command, str):
+        container["command"] = ["/bin/sh", "-c", job.command]
+    elif job.command:
+        container["command"] = list(job.command)
+    labels = _labels(job, option)
+    spec: dict[str, Any] = {
+        "completions": option.nodes,
+        "parallelism": option.nodes,
+        # spot reclaims and hardware failures restart pods; allow the expected number and some slack
+        "backoffLimit": max(3, int(option.expected_interruptions) + 3),
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": selector,
+                "tolerations": tolerations,
+                "containers": [container],
+            },
+        },
+    }
+    if option.nodes > 1:
+        spec["completionMode"] = "Indexed"  # each pod gets JOB_COMPLETION_INDEX as its node rank
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": dns_name(job.name),
+            "labels": labels,
+            "annotations": {
+                f"{MANAGED_BY}/offer-id": str(option.offer_id),
+                f"{MANAGED_BY}/expected-cost-usd": str(option.expected_cost_usd),
+            },
+        },
+        "spec": spec,
+    }
+
+
+def launch_spec(job: PlaceRequest, option: Option, catalog: GpuCatalog) -> LaunchSpec:
+    task = skypilot_task(job, option, catalog)
+    return LaunchSpec(
+        skypilot_yaml=yaml.safe_dump(task, sort_keys=False, default_flow_style=False),
+        kubernetes_job=kubernetes_job(job, option, catalog),
+    )

@@ -1,0 +1,44 @@
+"""What a running broker holds: settings, the database engine, the GPU catalog and the offer index.
+
+Built once per process (by the CLI or by ``create_app``) and shared by the API, the scheduler and the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from broker.gpus import GpuCatalog
+from broker.offers.service import IndexHolder
+from broker.settings import Settings, load_settings
+from broker.store.db import make_engine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    catalog: GpuCatalog
+    demo: bool = False
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings | None = None, *, demo: bool = False) -> Runtime:
+        settings = settings or load_settings()
+        catalog = GpuCatalog.load(settings.config_dir / "gpus.toml")
+        return cls(settings=settings, engine=make_engine(settings.database_url), catalog=catalog, demo=demo)
+
+    @cached_property
+    def index(self) -> IndexHolder:
+        # a price older than twice its source's poll interval is stale (placement never picks it)
+        max_age = {name: timedelta(minutes=2 * s.interval_minutes) for name, s in self.settings.sources.items()}
+        return IndexHolder(self.engine, max_age=max_age)
+
+    def close(self) -> None:
+        self.engine.dispose()
