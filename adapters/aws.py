@@ -131,7 +131,7 @@ class AwsSource(Source):
         items: list[PricedItem] = []
         for region in regions:
             try:
-                items.extend(self._price_region(clients, region, families, snap.rejected))
+                self._price_region(clients, region, families, snap.rejected, items)
             except CredentialsError:
                 raise
             except SourceError as exc:
@@ -194,8 +194,14 @@ class AwsSource(Source):
         snap.observations.append(_observation(key, price, spec, vcpus, memory_gb, attrs))
 
     def _price_region(
-        self, clients: ClientFactory, region: str, families: frozenset[str], rejected: Counter[str]
-    ) -> list[PricedItem]:
+        self,
+        clients: ClientFactory,
+        region: str,
+        families: frozenset[str],
+        rejected: Counter[str],
+        items: list[PricedItem],
+    ) -> None:
+        """Append the region's GPU items page by page, so pages read before a failure still count."""
         client = clients("pricing", str(self.ctx.options.get("pricing_region", "us-east-1")))
         params = {
             "ServiceCode": "AmazonEC2",
@@ -203,7 +209,6 @@ class AwsSource(Source):
             "Filters": pricing_filters(region),
             "MaxResults": 100,
         }
-        items: list[PricedItem] = []
         pages = paged(
             self.ctx,
             f"AWS price list {region}",
@@ -215,7 +220,6 @@ class AwsSource(Source):
         )
         for page in pages:
             items.extend(parse_page(list(page.get("PriceList") or []), region, families, rejected))
-        return items
 
     def _load_specs(
         self, clients: ClientFactory, regions: list[str], types: set[str], snap: Snapshot, failures: list[str]

@@ -123,6 +123,13 @@ def _option_sizes(raw: object) -> dict[str, VmSize]:
     return sizes
 
 
+def _positive_int(opts: Mapping[str, Any], name: str, default: int) -> int:
+    value = opts.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"option {name} must be a whole number >= 1 (got {value!r})")
+    return value
+
+
 def _dropped(row: Mapping[str, Any]) -> bool:
     """Rows that never describe a Linux pay-as-you-go / spot / reserved VM price (dropped by design, not counted)."""
     product = str(row.get("productName", ""))
@@ -162,14 +169,14 @@ class AzureSource(Source):
         self.regions: list[str] = list(regions)
         self.sizes = {**VM_SIZES, **_option_sizes(opts.get("vm_sizes", {}))}
         self.ignore_prefixes = tuple(opts.get("ignore_prefixes", DEFAULT_IGNORE_PREFIXES))
-        self.max_pages = int(opts.get("max_pages", 50))
-        self.max_attempts = int(opts.get("max_attempts", 4))
+        self.max_pages = _positive_int(opts, "max_pages", 50)
+        self.max_attempts = _positive_int(opts, "max_attempts", 4)
 
     def fetch(self) -> Snapshot:
         client = client_for(self.ctx, self.kind, DEMO_ROUTES)
         snap = Snapshot(source=self.ctx.name, naming=self.naming, taken_at=self.ctx.now(), demo=self.ctx.demo)
         best: dict[OfferKey, tuple[str, PriceObservation]] = {}  # latest effectiveStartDate wins per offer
-        unknown: Counter[str] = Counter()
+        unknown: set[str] = set()  # sizes to name in a warning
         failures: list[str] = []
         listings: list[str | None] = [*self.regions] or [None]
         for region in listings:
@@ -185,8 +192,11 @@ class AzureSource(Source):
         if not snap.observations:  # an empty complete snapshot would withdraw every Azure offer
             where = ", ".join(self.regions) or "any region"
             reasons = f" (refused: {dict(snap.rejected)})" if snap.rejected else ""
-            raise SourceError(failures[0] if failures else
-                              f"Azure retail prices: no usable GPU VM price for {where}{reasons}; check option regions")
+            raise SourceError(
+                failures[0]
+                if failures
+                else f"Azure retail prices: no usable GPU VM price for {where}{reasons}; check option regions"
+            )
         if failures:
             snap.complete = False
             snap.warnings.extend(f"listing incomplete, offers not withdrawn: {f}" for f in failures)
@@ -203,8 +213,9 @@ class AzureSource(Source):
         for page in range(1, self.max_pages + 1):
             what = f"Azure retail prices ({region or 'all regions'}) page {page}"
             try:
-                body = get_json(self.ctx, client, url, what=what, params=params, sleep=self.sleep,
-                                max_attempts=self.max_attempts)
+                body = get_json(
+                    self.ctx, client, url, what=what, params=params, sleep=self.sleep, max_attempts=self.max_attempts
+                )
                 items, next_link = _page(body, what)
             except SourceError as exc:
                 return rows, str(exc)
@@ -215,7 +226,7 @@ class AzureSource(Source):
         return rows, f"Azure retail prices ({region or 'all regions'}): over {self.max_pages} pages; raise max_pages"
 
     def _parse_row(
-        self, row: object, rejected: Counter[str], unknown: Counter[str]
+        self, row: object, rejected: Counter[str], unknown: set[str]
     ) -> Iterator[tuple[str, PriceObservation]]:
         if not isinstance(row, Mapping):
             rejected["malformed row"] += 1
@@ -231,8 +242,11 @@ class AzureSource(Source):
             return
         size = self.sizes.get(size_name)
         if size is None:
-            rejected["fractional GPU VM size" if size_name in FRACTIONAL else "unknown VM size"] += 1
-            unknown.update([size_name] if size_name not in FRACTIONAL else [])
+            if size_name in FRACTIONAL:
+                rejected["fractional GPU VM size"] += 1
+            else:
+                rejected["unknown VM size"] += 1
+                unknown.add(size_name)
             return
         unit = row.get("unitOfMeasure", "1 Hour")
         if unit != "1 Hour":
@@ -246,13 +260,26 @@ class AzureSource(Source):
         region = str(row["armRegionName"])
         attrs = {"sku_name": row["skuName"], "product_name": row["productName"], "effective_start": started}
 
-        def offer(purchase: Purchase, hourly: Decimal, term: str = "", payment: str = "", plan: str = "",
-                  extra: Mapping[str, Any] | None = None) -> tuple[str, PriceObservation]:
+        def offer(
+            purchase: Purchase,
+            hourly: Decimal,
+            term: str = "",
+            payment: str = "",
+            plan: str = "",
+            extra: Mapping[str, Any] | None = None,
+        ) -> tuple[str, PriceObservation]:
             key = OfferKey("azure", region, size_name, purchase.value, term=term, payment=payment, plan=plan)
             return started, PriceObservation(
-                key=key, hourly_usd=hourly, gpu_name=size.gpu, gpu_count=size.count,
-                gpu_memory_gb=size.gpu_memory_gb, vcpus=size.vcpus, memory_gb=size.memory_gb,
-                currency=str(row["currencyCode"]), availability=Availability.UNKNOWN, attrs={**attrs, **(extra or {})},
+                key=key,
+                hourly_usd=hourly,
+                gpu_name=size.gpu,
+                gpu_count=size.count,
+                gpu_memory_gb=size.gpu_memory_gb,
+                vcpus=size.vcpus,
+                memory_gb=size.memory_gb,
+                currency=str(row["currencyCode"]),
+                availability=Availability.UNKNOWN,
+                attrs={**attrs, **(extra or {})},
             )
 
         kind = row["type"]
@@ -263,8 +290,9 @@ class AzureSource(Source):
                 return
             # retailPrice is the whole term's price, paid up front: amortise it over the term's hours.
             hourly = (price / TERM_HOURS[term]).quantize(HOURLY_PLACES, ROUND_HALF_EVEN)
-            yield offer(Purchase.RESERVED, hourly, term, Payment.ALL_UPFRONT.value,
-                        extra={"term_total_usd": str(price)})
+            yield offer(
+                Purchase.RESERVED, hourly, term, Payment.ALL_UPFRONT.value, extra={"term_total_usd": str(price)}
+            )
         elif kind == "Consumption":
             if str(row["skuName"]).endswith("Spot") or str(row.get("meterName", "")).endswith("Spot"):
                 yield offer(Purchase.SPOT, price)

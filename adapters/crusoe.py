@@ -264,7 +264,9 @@ class CrusoeSource(Source):
                 # /capacities does not separate spot capacity: its availability is not known.
                 yield PriceObservation(
                     key=OfferKey("crusoe", location, vm.product_name, Purchase.SPOT.value),
-                    hourly_usd=price.spot * vm.num_gpu, availability=Availability.UNKNOWN, **common,
+                    hourly_usd=price.spot * vm.num_gpu,
+                    availability=Availability.UNKNOWN,
+                    **common,
                 )
 
 

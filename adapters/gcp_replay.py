@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import requests
 from google.api_core.client_options import ClientOptions
@@ -46,15 +47,13 @@ class _ReplayAdapter(BaseAdapter):
 
 def replay_client(handler: Handler) -> CloudCatalogClient:
     """A real CloudCatalogClient on the REST transport whose HTTP calls ``handler`` answers."""
-    transport = CloudCatalogRestTransport(credentials=AnonymousCredentials())
+    transport = CloudCatalogRestTransport(credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     transport._session.mount("https://", _ReplayAdapter(handler))
     return CloudCatalogClient(transport=transport, client_options=ClientOptions())
 
 
 def page_token(request: requests.PreparedRequest) -> str:
-    query = requests.utils.urlparse(request.url or "").query
-    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-    return requests.utils.unquote(params.get("pageToken", ""))
+    return parse_qs(urlparse(request.url or "").query).get("pageToken", [""])[0]
 
 
 def pages_handler(pages: Mapping[str, bytes]) -> Handler:

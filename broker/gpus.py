@@ -286,7 +286,9 @@ def _parse_aliases(entry: Mapping[str, Any], path: Path, label: str) -> Mapping[
     out: dict[str, tuple[str, ...]] = {}
     for namespace, names in raw.items():
         if not isinstance(names, list) or not all(isinstance(n, str) and normalise(n) for n in names):
-            raise ConfigError(f"{path}: {label}: aliases.{namespace}: must be a list of non-empty names (got {names!r})")
+            raise ConfigError(
+                f"{path}: {label}: aliases.{namespace}: must be a list of non-empty names (got {names!r})"
+            )
         out[namespace] = tuple(names)
     out[COMMON] = (*out.get(COMMON, ()), entry["id"])  # the canonical id is understood everywhere
     return MappingProxyType(out)

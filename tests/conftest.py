@@ -68,3 +68,20 @@ def engine(migrated_engine: Engine) -> Engine:
 @pytest.fixture(scope="session")
 def catalog() -> GpuCatalog:
     return GpuCatalog.load()
+
+
+# --- runtime and app ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from broker.settings import load_settings
+
+    return load_settings({"BROKER_DATABASE_URL": database_url, "BROKER_DATA_DIR": str(tmp_path)})
+
+
+@pytest.fixture
+def runtime(settings, engine: Engine, catalog: GpuCatalog):  # type: ignore[no-untyped-def]
+    from broker.runtime import Runtime
+
+    return Runtime(settings=settings, engine=engine, catalog=catalog, env={})

@@ -8,8 +8,8 @@ from litestar import get
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from broker.api.deps import RuntimeDep
 from broker.api.problems import Problem
-from broker.runtime import Runtime
 from broker.store import migrate
 
 
@@ -24,7 +24,7 @@ def healthz() -> dict[str, str]:
     tags=["health"],
     summary="Readiness: database reachable, migrations current, offer index loaded",
 )
-def readyz(runtime: Runtime) -> dict[str, Any]:
+def readyz(runtime: RuntimeDep) -> dict[str, Any]:
     checks: dict[str, str] = {}
     try:
         with runtime.engine.connect() as conn:

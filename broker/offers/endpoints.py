@@ -6,26 +6,26 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
+from broker.api.deps import RuntimeDep
 from broker.domain import Purchase
 from broker.offers.schemas import OfferFilter, offer_out
 from broker.offers.service import select_offers
-from broker.runtime import Runtime
 
 
 @get("/v1/offers", sync_to_thread=False, tags=["offers"], summary="Current offers, cheapest per GPU-hour first")
 def list_offers(
     request: Request[Any, Any, Any],
-    runtime: Runtime,
-    gpu: Annotated[str | None, Parameter(description="GPU model id or family, e.g. H100 or A100-80GB")] = None,
-    min_gpus: Annotated[int | None, Parameter(ge=1, le=1024)] = None,
-    purchase: Purchase | None = None,
-    provider: str | None = None,
-    region: str | None = None,
-    unknown_gpus: bool = False,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    runtime: RuntimeDep,
+    gpu: Annotated[str | None, QueryParameter(description="GPU model id or family, e.g. H100 or A100-80GB")] = None,
+    min_gpus: Annotated[int | None, QueryParameter(ge=1, le=1024)] = None,
+    purchase: Annotated[Purchase | None, QueryParameter()] = None,
+    provider: Annotated[str | None, QueryParameter()] = None,
+    region: Annotated[str | None, QueryParameter()] = None,
+    unknown_gpus: Annotated[bool, QueryParameter()] = False,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    offset: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> dict[str, Any]:
     f = OfferFilter(
         gpu=gpu, min_gpus=min_gpus, purchase=purchase, provider=provider, region=region, unknown_gpus=unknown_gpus

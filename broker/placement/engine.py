@@ -194,8 +194,19 @@ class _Job:
     held: tuple[HeldCommitment, ...]
 
 
+_MATCHES: dict[tuple[int, str], tuple[GpuCatalog, list[GpuModel]]] = {}
+
+
 def _model_list(catalog: GpuCatalog, query: str, field: str) -> list[GpuModel]:
-    found = catalog.matching(query)
+    # catalog.matching normalises every model's names on each call: memoise per catalog object
+    hit = _MATCHES.get((id(catalog), query))
+    if hit is not None and hit[0] is catalog:
+        found = hit[1]
+    else:
+        found = catalog.matching(query)
+        if len(_MATCHES) > 4096:
+            _MATCHES.clear()
+        _MATCHES[(id(catalog), query)] = (catalog, found)
     if not found:
         raise UnknownGpu(f"{field}: {query!r} matches no GPU model in the catalog")
     return found
@@ -212,13 +223,17 @@ def _work_hours(req: PlaceRequest, catalog: GpuCatalog, models: Sequence[GpuMode
         for m in _model_list(catalog, key, f"work.speedups.{key}"):
             if m.id not in override or catalog.get(key) is m:  # an exact id beats a family
                 override[m.id] = factor
-    return {
-        m.id: req.work.hours / override.get(m.id, m.relative_throughput / ref.relative_throughput) for m in models
-    }
+    return {m.id: req.work.hours / override.get(m.id, m.relative_throughput / ref.relative_throughput) for m in models}
 
 
-def _job(req: PlaceRequest, catalog: GpuCatalog, cfg: PlacementConfig, models: Sequence[GpuModel], now: datetime,
-         index: OfferIndex) -> _Job:
+def _job(
+    req: PlaceRequest,
+    catalog: GpuCatalog,
+    cfg: PlacementConfig,
+    models: Sequence[GpuModel],
+    now: datetime,
+    index: OfferIndex,
+) -> _Job:
     ck, dflt, c = req.checkpoint, cfg.placement.checkpoint, req.constraints
     stateless = req.workload == "inference"  # serving loses no work on interruption: only the restart
     interval = None if ck.interval_minutes == "auto" else float(ck.interval_minutes) / 60.0
@@ -281,8 +296,10 @@ def _bucket_reason(job: _Job, b: _Bucket, cfg: PlacementConfig) -> RejectReason 
         return RejectReason.CONSTRAINT
     if b.kind == _SPOT and not req.spot_allowed:
         return RejectReason.CONSTRAINT
-    if b.kind == _COMMITTED and not b.has_held_attr and not any(
-        _matches(h, b.offers[0].offer, with_type=False) for h in job.held
+    if (
+        b.kind == _COMMITTED
+        and not b.has_held_attr
+        and not any(_matches(h, b.offers[0].offer, with_type=False) for h in job.held)
     ):
         return RejectReason.CONSTRAINT
     return None
@@ -328,8 +345,9 @@ def _held_price(job: _Job, p: _Prep, nodes: int) -> tuple[float, int] | None:
     return (nodes - free) * overflow_rate, free
 
 
-def _evaluate(job: _Job, b: _Bucket, p: _Prep, egress: float, transfer_h: float,
-              cfg: PlacementConfig) -> _Eval | RejectReason:
+def _evaluate(
+    job: _Job, b: _Bucket, p: _Prep, egress: float, transfer_h: float, cfg: PlacementConfig
+) -> _Eval | RejectReason:
     o, req = p.offer, job.req
     gpn = o.gpu_count
     nodes = -(-job.count // gpn)
@@ -379,8 +397,23 @@ def _evaluate(job: _Job, b: _Bucket, p: _Prep, egress: float, transfer_h: float,
     if run.makespan_h > job.deadline_h:
         return RejectReason.MISSES_DEADLINE
     ff = min(run.wall_h, work_h * (1.0 + job.write_h / run.interval_h)) if 0 < run.interval_h < math.inf else work_h
-    return _Eval(cost, p, b, nodes, hourly, free, rate, run.interval_h, run.wall_h, ff, run.interruptions,
-                 run.makespan_h, egress, storage, transfer_h)
+    return _Eval(
+        cost,
+        p,
+        b,
+        nodes,
+        hourly,
+        free,
+        rate,
+        run.interval_h,
+        run.wall_h,
+        ff,
+        run.interruptions,
+        run.makespan_h,
+        egress,
+        storage,
+        transfer_h,
+    )
 
 
 def _egress(job: _Job, b: _Bucket, cfg: PlacementConfig) -> tuple[float, float]:
@@ -487,8 +520,9 @@ def place(job: PlaceRequest, index: OfferIndex, catalog: GpuCatalog, cfg: Placem
     )
 
 
-def evaluate_all(job: PlaceRequest, index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig,
-                 now: datetime) -> list[Option]:
+def evaluate_all(
+    job: PlaceRequest, index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig, now: datetime
+) -> list[Option]:
     """Every feasible option, cheapest first, without the cost bound (for audits and tests; slow on big indexes)."""
     prep = _prepared(index, catalog, cfg)
     settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now, index)
@@ -545,16 +579,20 @@ def _option(e: _Eval, job: _Job, cfg: PlacementConfig, now: datetime) -> Option:
 def _reasons(e: _Eval, job: _Job, now: datetime) -> list[str]:
     o, b, req = e.prep.offer, e.bucket, job.req
     work_h = job.work_h[b.model.id]
-    out = [f"{b.model.id} does the job in {work_h:.3g} h of work ({req.work.hours / work_h:.3g}x the "
-           f"{req.work.reference_gpu} reference)"]
+    out = [
+        f"{b.model.id} does the job in {work_h:.3g} h of work ({req.work.hours / work_h:.3g}x the "
+        f"{req.work.reference_gpu} reference)"
+    ]
     if e.nodes > 1:
         out.append(f"{e.nodes} nodes of {o.gpu_count} GPUs; losing any node interrupts the whole job")
     elif o.gpu_count > job.count:
         out.append(f"the instance has {o.gpu_count} GPUs and the job uses {job.count}: the idle ones are paid for")
     if b.kind == _SPOT:
         extra = (e.wall_h / work_h - 1.0) * 100.0
-        out.append(f"spot: {e.rate:.3g} interruptions/h for the gang ({e.prep.rate_source}), about "
-                   f"{e.interruptions:.3g} expected; lost work and restarts add {extra:.3g}% run time")
+        out.append(
+            f"spot: {e.rate:.3g} interruptions/h for the gang ({e.prep.rate_source}), about "
+            f"{e.interruptions:.3g} expected; lost work and restarts add {extra:.3g}% run time"
+        )
     elif b.kind == _COMMITTED:
         out.append(f"held commitment: {e.free_nodes} of {e.nodes} nodes use idle committed capacity at no extra cost")
     else:
@@ -562,8 +600,9 @@ def _reasons(e: _Eval, job: _Job, now: datetime) -> list[str]:
     if 0 < e.interval_h < math.inf:
         out.append(f"checkpoint every {e.interval_h * 60:.3g} min")
     if e.egress > 0 and req.data is not None:
-        out.append(f"moving {req.data.size_gb:g} GB from {req.data.location} costs ${e.egress:,.2f} and "
-                   f"{e.transfer_h:.2g} h")
+        out.append(
+            f"moving {req.data.size_gb:g} GB from {req.data.location} costs ${e.egress:,.2f} and {e.transfer_h:.2g} h"
+        )
     elif req.data is not None and req.data.size_gb > 0:
         out.append(f"input data ({req.data.location}) moves free of charge here")
     age_min = (now - o.last_confirmed_at) / timedelta(minutes=1)

@@ -15,6 +15,7 @@ from broker.gpus import GpuCatalog
 from broker.placement.schemas import LaunchSpec, Option, PlaceRequest
 
 MANAGED_BY = "gpu-broker"
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml is ~20x faster; same output
 # SkyPilot infra names where the broker's provider name differs; CoreWeave is reached through its Kubernetes (CKS).
 SKYPILOT_INFRA = {"coreweave": "k8s"}
 # Node labels that pin spot capacity, per provider (GKE, AKS); elsewhere Karpenter's well-known label.
@@ -161,6 +162,6 @@ def kubernetes_job(job: PlaceRequest, option: Option, catalog: GpuCatalog) -> di
 def launch_spec(job: PlaceRequest, option: Option, catalog: GpuCatalog) -> LaunchSpec:
     task = skypilot_task(job, option, catalog)
     return LaunchSpec(
-        skypilot_yaml=yaml.safe_dump(task, sort_keys=False, default_flow_style=False),
+        skypilot_yaml=yaml.dump(task, Dumper=_DUMPER, sort_keys=False, default_flow_style=False),
         kubernetes_job=kubernetes_job(job, option, catalog),
     )

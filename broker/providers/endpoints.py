@@ -7,12 +7,12 @@ from typing import Any
 from litestar import get
 from litestar.datastructures import State
 
+from broker.api.deps import RuntimeDep
 from broker.providers.service import provider_status
-from broker.runtime import Runtime
 
 
 @get("/v1/providers", sync_to_thread=True, tags=["providers"], summary="Source health and schedule")
-def list_providers(runtime: Runtime, state: State) -> dict[str, Any]:
+def list_providers(runtime: RuntimeDep, state: State) -> dict[str, Any]:
     scheduler = state.get("scheduler")
     next_run = scheduler.next_run if scheduler is not None else None
     return {"providers": provider_status(runtime, demo=runtime.demo, next_run=next_run)}

@@ -7,33 +7,44 @@ Guarantees:
 - guarded: a complete snapshot that would withdraw more than ``max_withdraw_share`` of the source's live
   offers is recorded ``suspect`` and withdraws nothing (a truncated listing must not wipe a cloud);
 - per-row validation: bad observations are rejected one by one, counted by reason on the poll run.
+
+Cost is proportional to the snapshot for reading and to the *changes* for writing: an unchanged price costs no
+write at all (a complete poll confirms every live offer of its source through ``source_state``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from broker.domain import Availability, Outcome, PriceObservation, Purchase, Snapshot, utcnow
 from broker.gpus import GpuCatalog
-from broker.store.models import AvailabilityInterval, Offer, PollRun, PriceInterval, SourceState, table
+from broker.store.bulk import Dialect
+from broker.store.models import PollRun, SourceState, table
 
-OFFERS = table(Offer)
-PRICES = table(PriceInterval)
-AVAIL = table(AvailabilityInterval)
 RUNS = table(PollRun)
 STATE = table(SourceState)
 
 PURCHASES = frozenset(p.value for p in Purchase)
 AVAILABILITIES = frozenset(a.value for a in Availability)
 ABSURD_FACTOR = Decimal(10)  # a price jumping more than 10x (or to a tenth) in one poll is a data fault
-CHUNK = 5000
+PRICE_QUANTUM = Decimal("1e-8")  # the database keeps 8 decimals: compare what will be stored
+OFFER_COLUMNS = (
+    "id", "source", "provider", "region", "zone", "instance_type", "purchase", "term", "payment", "plan",
+    "gpu_model", "gpu_known", "gpu_raw_name", "gpu_count", "gpu_memory_gb", "vcpus", "memory_gb", "attrs", "demo",
+    "meta_hash", "first_seen_at", "withdrawn_at",
+)  # fmt: skip
+PRICE_COLUMNS = ("offer_id", "hourly_usd", "list_hourly_usd", "valid_from", "last_confirmed_at", "poll_run_id")
+AVAIL_COLUMNS = ("offer_id", "state", "quantity", "valid_from", "last_confirmed_at")
+
+Key = tuple[str, str, str, str, str, str, str, str]
 
 
 @dataclass(slots=True)
@@ -63,25 +74,33 @@ class IngestResult:
         }
 
 
-@dataclass(slots=True)
-class _Current:
-    """An offer of this source as stored, with its current price and availability rows."""
+class _Current(NamedTuple):
+    """An offer of this source as stored, with its current price and availability rows (raw cursor values)."""
 
     offer_id: int
-    withdrawn: bool
-    meta: tuple[Any, ...]
+    provider: str
+    region: str
+    zone: str
+    instance_type: str
+    purchase: str
+    term: str
+    payment: str
+    plan: str
+    withdrawn_at: Any
+    meta_hash: str
     price_id: int | None
-    price_confirmed: datetime | None
-    price: Decimal | None
-    list_price: Decimal | None
+    price: Any
+    list_price: Any
+    price_confirmed: Any
     avail_id: int | None
-    avail_confirmed: datetime | None
-    avail: tuple[str, int | None] | None
+    avail_state: str | None
+    avail_quantity: int | None
+    avail_confirmed: Any
 
 
-def _chunks(items: list[dict[str, Any]], size: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _key(obs: PriceObservation) -> Key:
+    k = obs.key
+    return (k.provider, k.region, k.zone, k.instance_type, k.purchase, k.term, k.payment, k.plan)
 
 
 def _reject_reason(obs: PriceObservation) -> str | None:
@@ -108,12 +127,6 @@ def _reject_reason(obs: PriceObservation) -> str | None:
     return None
 
 
-def _key_tuple(
-    provider: str, region: str, zone: str, instance_type: str, purchase: str, term: str, payment: str, plan: str
-) -> tuple[str, ...]:
-    return (provider, region, zone, instance_type, purchase, term, payment, plan)
-
-
 class GpuResolver:
     """Resolves a source's GPU name to a catalog model, remembering answers (a snapshot repeats names a lot)."""
 
@@ -131,89 +144,34 @@ class GpuResolver:
         return hit
 
 
-def _load_current(conn: Connection, source: str) -> dict[tuple[str, ...], _Current]:
-    o, p, a = OFFERS.c, PRICES.c, AVAIL.c
-    stmt = (
-        select(
-            o.id,
-            o.provider,
-            o.region,
-            o.zone,
-            o.instance_type,
-            o.purchase,
-            o.term,
-            o.payment,
-            o.plan,
-            o.withdrawn_at,
-            o.gpu_model,
-            o.gpu_known,
-            o.gpu_raw_name,
-            o.gpu_count,
-            o.gpu_memory_gb,
-            o.vcpus,
-            o.memory_gb,
-            o.attrs,
-            o.demo,
-            p.id.label("price_id"),
-            p.hourly_usd,
-            p.list_hourly_usd,
-            p.last_confirmed_at.label("price_confirmed"),
-            a.id.label("avail_id"),
-            a.state,
-            a.quantity,
-            a.last_confirmed_at.label("avail_confirmed"),
-        )
-        .select_from(
-            OFFERS.outerjoin(PRICES, and_(p.offer_id == o.id, p.valid_to.is_(None))).outerjoin(
-                AVAIL, and_(a.offer_id == o.id, a.valid_to.is_(None))
-            )
-        )
-        .where(o.source == source)
+def _absurd(stored: Decimal, new: Decimal) -> bool:
+    return new > stored * ABSURD_FACTOR or new * ABSURD_FACTOR < stored
+
+
+def _same_money(stored: Any, new: Decimal | None) -> bool:
+    if stored is None or new is None:
+        return stored is None and new is None
+    if isinstance(stored, Decimal):
+        return stored == new
+    return float(stored) == float(new)  # SQLite hands back REAL/INTEGER
+
+
+def _load_current(conn: Connection, source: str) -> dict[Key, _Current]:
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(
+        "SELECT o.id, o.provider, o.region, o.zone, o.instance_type, o.purchase, o.term, o.payment, o.plan, "
+        "o.withdrawn_at, o.meta_hash, p.id, p.hourly_usd, p.list_hourly_usd, p.last_confirmed_at, "
+        "a.id, a.state, a.quantity, a.last_confirmed_at "
+        "FROM offers o "
+        "LEFT JOIN price_intervals p ON p.offer_id = o.id AND p.valid_to IS NULL "
+        "LEFT JOIN availability_intervals a ON a.offer_id = o.id AND a.valid_to IS NULL "
+        f"WHERE o.source = {'%s' if conn.dialect.name == 'postgresql' else '?'}",
+        (source,),
     )
-    current: dict[tuple[str, ...], _Current] = {}
-    for r in conn.execute(stmt):
-        key = _key_tuple(r.provider, r.region, r.zone, r.instance_type, r.purchase, r.term, r.payment, r.plan)
-        current[key] = _Current(
-            offer_id=r.id,
-            withdrawn=r.withdrawn_at is not None,
-            meta=(
-                r.gpu_model,
-                r.gpu_known,
-                r.gpu_raw_name,
-                r.gpu_count,
-                r.gpu_memory_gb,
-                r.vcpus,
-                r.memory_gb,
-                r.attrs,
-                r.demo,
-            ),
-            price_id=r.price_id,
-            price_confirmed=r.price_confirmed,
-            price=r.hourly_usd,
-            list_price=r.list_hourly_usd,
-            avail_id=r.avail_id,
-            avail_confirmed=r.avail_confirmed,
-            avail=(r.state, r.quantity) if r.avail_id is not None else None,
-        )
-    return current
-
-
-def _close(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Close current interval rows: rows hold ``_id``, ``_to`` and ``_confirmed``."""
-    if not rows:
-        return
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("_id"))
-        .values(valid_to=bindparam("_to"), last_confirmed_at=bindparam("_confirmed"))
-    )
-    for chunk in _chunks(rows):
-        conn.execute(stmt, chunk)
-
-
-def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    for chunk in _chunks(rows):
-        conn.execute(insert(table), chunk)
+    rows = cursor.fetchall()
+    cursor.close()
+    make = _Current._make
+    return {r[1:9]: make(r) for r in rows}  # the key columns, in Key order
 
 
 def record_failure(
@@ -224,22 +182,86 @@ def record_failure(
         run_id = conn.execute(
             insert(RUNS).returning(RUNS.c.id),
             {
-                "source": source,
-                "started_at": started_at,
-                "finished_at": utcnow(),
-                "outcome": Outcome.FAILED.value,
-                "complete": False,
-                "demo": demo,
-                "offers_seen": 0,
-                "offers_new": 0,
-                "prices_changed": 0,
-                "offers_withdrawn": 0,
-                "rejected": {},
-                "warnings": list(warnings),
-                "error": error[:2000],
+                "source": source, "started_at": started_at, "finished_at": utcnow(), "outcome": Outcome.FAILED.value,
+                "complete": False, "demo": demo, "offers_seen": 0, "offers_new": 0, "prices_changed": 0,
+                "offers_withdrawn": 0, "rejected": {}, "warnings": list(warnings), "error": error[:2000],
             },
-        ).scalar_one()
+        ).scalar_one()  # fmt: skip
     return IngestResult(source=source, run_id=run_id, outcome=Outcome.FAILED, error=error, warnings=list(warnings))
+
+
+class _Writer:
+    """Collects the changes one snapshot makes, then writes them in bulk."""
+
+    def __init__(self, db: Dialect, t: datetime, run_id: int, last_complete: datetime | None) -> None:
+        self.db = db
+        self.t = t
+        self.t_db = db.dt(t)
+        self.run_id = run_id
+        self.last_complete = last_complete
+        self.new_offers: list[tuple[Any, ...]] = []
+        self.new_prices: list[tuple[Any, ...]] = []
+        self.new_avail: list[tuple[Any, ...]] = []
+        self.close_prices: list[tuple[Any, ...]] = []
+        self.close_avail: list[tuple[Any, ...]] = []
+        self.reopen: list[tuple[Any, ...]] = []
+        self.meta: list[tuple[Any, ...]] = []
+        self.confirm: list[tuple[Any, ...]] = []
+        self.withdraw: list[tuple[Any, ...]] = []
+
+    def confirmed(self, raw: Any) -> Any:
+        """When a current row was last seen: its own stamp, or its source's last complete poll (never after t)."""
+        seen = [x for x in (self.db.read_dt(raw), self.last_complete) if x is not None and x <= self.t]
+        return self.db.dt(max(seen)) if seen else self.t_db
+
+    def open_price(self, offer_id: int, obs: PriceObservation) -> None:
+        db = self.db
+        self.new_prices.append((offer_id, db.money(obs.hourly_usd), db.money(obs.list_hourly_usd), self.t_db,
+                                self.t_db, self.run_id))  # fmt: skip
+
+    def open_avail(self, offer_id: int, avail: tuple[str, int | None]) -> None:
+        self.new_avail.append((offer_id, avail[0], avail[1], self.t_db, self.t_db))
+
+    def close(self, cur: _Current, *, price: bool, avail: bool) -> None:
+        if price and cur.price_id is not None:
+            self.close_prices.append((self.t_db, self.confirmed(cur.price_confirmed), cur.price_id))
+        if avail and cur.avail_id is not None:
+            self.close_avail.append((self.t_db, self.confirmed(cur.avail_confirmed), cur.avail_id))
+
+    def flush(self) -> None:
+        db = self.db
+        ids = db.next_ids("offers", len(self.new_offers))
+        offers = [(offer_id, *row[1:]) for offer_id, row in zip(ids, self.new_offers, strict=True)]
+        db.insert("offers", OFFER_COLUMNS, offers)
+        # rows queued for new offers carry their position in new_offers (negative) until ids exist
+        self.new_prices = [(ids[-r[0] - 1] if r[0] < 0 else r[0], *r[1:]) for r in self.new_prices]
+        self.new_avail = [(ids[-r[0] - 1] if r[0] < 0 else r[0], *r[1:]) for r in self.new_avail]
+        db.execute_many("UPDATE offers SET withdrawn_at = NULL WHERE id = ?", self.reopen)
+        db.execute_many(
+            "UPDATE offers SET gpu_model = ?, gpu_known = ?, gpu_raw_name = ?, gpu_count = ?, gpu_memory_gb = ?, "
+            "vcpus = ?, memory_gb = ?, attrs = ?, demo = ?, meta_hash = ? WHERE id = ?",
+            self.meta,
+        )
+        for name, rows in (("price_intervals", self.close_prices), ("availability_intervals", self.close_avail)):
+            db.execute_many(f"UPDATE {name} SET valid_to = ?, last_confirmed_at = ? WHERE id = ?", rows)
+        db.insert("price_intervals", PRICE_COLUMNS, self.new_prices)
+        db.insert("availability_intervals", AVAIL_COLUMNS, self.new_avail)
+        db.execute_many("UPDATE price_intervals SET last_confirmed_at = ? WHERE id = ?", self.confirm)
+        db.execute_many("UPDATE offers SET withdrawn_at = ? WHERE id = ?", self.withdraw)
+
+
+def _meta_hash(obs: PriceObservation, gpu_model: str, gpu_known: bool, demo: bool) -> str:
+    attrs = sorted(obs.attrs.items()) if obs.attrs else ()
+    described = (gpu_model, gpu_known, obs.gpu_name, obs.gpu_count, obs.gpu_memory_gb, obs.vcpus, obs.memory_gb,
+                 attrs, demo)  # fmt: skip
+    return hashlib.blake2b(repr(described).encode(), digest_size=12).hexdigest()
+
+
+def _meta(
+    obs: PriceObservation, gpu_model: str, gpu_known: bool, demo: bool, digest: str, db: Dialect
+) -> tuple[Any, ...]:
+    return (gpu_model, db.boolean(gpu_known), obs.gpu_name, obs.gpu_count, obs.gpu_memory_gb, obs.vcpus,
+            obs.memory_gb, db.json(obs.attrs), db.boolean(demo), digest)  # fmt: skip
 
 
 def apply_snapshot(
@@ -256,255 +278,99 @@ def apply_snapshot(
     if t.tzinfo is None:
         raise ValueError("snapshot.taken_at must be timezone-aware UTC")
     rejected: Counter[str] = Counter(snapshot.rejected)
+    listed: set[Key] = set()  # every key the source listed, valid or not: a rejected row is not a withdrawal
 
-    # Validate and de-duplicate before touching the database.
-    valid: dict[tuple[str, ...], PriceObservation] = {}
+    valid: dict[Key, PriceObservation] = {}
     for obs in snapshot.observations:
+        key = _key(obs)
+        listed.add(key)
         reason = _reject_reason(obs)
-        k = obs.key
-        key = _key_tuple(k.provider, k.region, k.zone, k.instance_type, k.purchase, k.term, k.payment, k.plan)
         if reason is None and key in valid:
             reason = "duplicate offer in snapshot"
         if reason is not None:
             rejected[reason] += 1
             continue
+        obs.hourly_usd = obs.hourly_usd.quantize(PRICE_QUANTUM)
+        if obs.list_hourly_usd is not None:
+            obs.list_hourly_usd = obs.list_hourly_usd.quantize(PRICE_QUANTUM)
         valid[key] = obs
 
     with engine.begin() as conn:
+        db = Dialect(conn)
+        # this first write also takes SQLite's write lock for the whole transaction
         run_id: int = conn.execute(
             insert(RUNS).returning(RUNS.c.id),
             {
-                "source": snapshot.source,
-                "started_at": started_at,
-                "outcome": "running",
-                "complete": snapshot.complete,
-                "demo": snapshot.demo,
-                "snapshot_taken_at": t,
-                "rejected": {},
-                "warnings": [],
-                "offers_seen": 0,
-                "offers_new": 0,
-                "prices_changed": 0,
-                "offers_withdrawn": 0,
+                "source": snapshot.source, "started_at": started_at, "outcome": "running",
+                "complete": snapshot.complete, "demo": snapshot.demo, "snapshot_taken_at": t, "rejected": {},
+                "warnings": [], "offers_seen": 0, "offers_new": 0, "prices_changed": 0, "offers_withdrawn": 0,
             },
-        ).scalar_one()
+        ).scalar_one()  # fmt: skip
         state = conn.execute(select(STATE.c.last_complete_at).where(STATE.c.source == snapshot.source)).first()
-        last_complete: datetime | None = state[0] if state else None
+        w = _Writer(db, t, run_id, state[0] if state else None)
         current = _load_current(conn, snapshot.source)
-
-        new_offers: list[dict[str, Any]] = []
-        new_keys: list[tuple[str, ...]] = []
-        reopen_ids: list[dict[str, Any]] = []
-        meta_updates: list[dict[str, Any]] = []
-        close_prices: list[dict[str, Any]] = []
-        open_prices: list[dict[str, Any]] = []
-        close_avail: list[dict[str, Any]] = []
-        open_avail: list[dict[str, Any]] = []
-        confirm_ids: list[dict[str, Any]] = []
         changed = 0
-
-        def confirmed(at: datetime | None) -> datetime:
-            """When a current row was last seen: its own stamp, or its source's last complete poll."""
-            seen = [x for x in (at, last_complete) if x is not None and x <= t]
-            return max(seen) if seen else t
 
         for key, obs in valid.items():
             gpu_model, gpu_known = resolve(snapshot.naming, obs.gpu_name, obs.gpu_memory_gb)
-            meta = (
-                gpu_model,
-                gpu_known,
-                obs.gpu_name,
-                obs.gpu_count,
-                obs.gpu_memory_gb,
-                obs.vcpus,
-                obs.memory_gb,
-                obs.attrs,
-                snapshot.demo,
-            )
+            digest = _meta_hash(obs, gpu_model, gpu_known, snapshot.demo)
+            avail = (str(obs.availability), obs.available_quantity)
             cur = current.get(key)
-            avail = (
-                obs.availability.value if isinstance(obs.availability, Availability) else str(obs.availability),
-                obs.available_quantity,
-            )
             if cur is None:
-                new_keys.append(key)
-                new_offers.append(
-                    {
-                        "source": snapshot.source,
-                        "provider": key[0],
-                        "region": key[1],
-                        "zone": key[2],
-                        "instance_type": key[3],
-                        "purchase": key[4],
-                        "term": key[5],
-                        "payment": key[6],
-                        "plan": key[7],
-                        "gpu_model": gpu_model,
-                        "gpu_known": gpu_known,
-                        "gpu_raw_name": obs.gpu_name,
-                        "gpu_count": obs.gpu_count,
-                        "gpu_memory_gb": obs.gpu_memory_gb,
-                        "vcpus": obs.vcpus,
-                        "memory_gb": obs.memory_gb,
-                        "attrs": obs.attrs,
-                        "demo": snapshot.demo,
-                        "first_seen_at": t,
-                        "withdrawn_at": None,
-                    }
-                )
+                ref = -len(w.new_offers) - 1  # resolved to the new offer's id at flush
+                meta = _meta(obs, gpu_model, gpu_known, snapshot.demo, digest, db)
+                w.new_offers.append((None, snapshot.source, *key, *meta, w.t_db, None))
+                w.open_price(ref, obs)
+                w.open_avail(ref, avail)
                 continue
-            if (
-                cur.price is not None
-                and not cur.withdrawn
-                and (obs.hourly_usd > cur.price * ABSURD_FACTOR or obs.hourly_usd * ABSURD_FACTOR < cur.price)
-            ):
+            live = cur.withdrawn_at is None
+            price_changed = not (
+                _same_money(cur.price, obs.hourly_usd) and _same_money(cur.list_price, obs.list_hourly_usd)
+            )
+            if price_changed and live and cur.price is not None and _absurd(Decimal(str(cur.price)), obs.hourly_usd):
                 rejected["price more than 10x away from the stored price"] += 1
                 continue
-            if cur.withdrawn:
-                reopen_ids.append({"_id": cur.offer_id})
-            if meta != cur.meta:
-                meta_updates.append(
-                    {
-                        "_id": cur.offer_id,
-                        "gpu_model": gpu_model,
-                        "gpu_known": gpu_known,
-                        "gpu_raw_name": obs.gpu_name,
-                        "gpu_count": obs.gpu_count,
-                        "gpu_memory_gb": obs.gpu_memory_gb,
-                        "vcpus": obs.vcpus,
-                        "memory_gb": obs.memory_gb,
-                        "attrs": obs.attrs,
-                        "demo": snapshot.demo,
-                    }
-                )
-            if (
-                cur.withdrawn
-                or cur.price_id is None
-                or cur.price != obs.hourly_usd
-                or (cur.list_price != obs.list_hourly_usd)
-            ):
+            if not live:
+                w.reopen.append((cur.offer_id,))
+            if digest != cur.meta_hash:
+                w.meta.append((*_meta(obs, gpu_model, gpu_known, snapshot.demo, digest, db), cur.offer_id))
+            if not live or cur.price_id is None or price_changed:
                 changed += 1
-                if cur.price_id is not None and not cur.withdrawn:
-                    close_prices.append({"_id": cur.price_id, "_to": t, "_confirmed": confirmed(cur.price_confirmed)})
-                open_prices.append(
-                    {
-                        "offer_id": cur.offer_id,
-                        "hourly_usd": obs.hourly_usd,
-                        "list_hourly_usd": obs.list_hourly_usd,
-                        "valid_from": t,
-                        "valid_to": None,
-                        "last_confirmed_at": t,
-                        "poll_run_id": run_id,
-                    }
-                )
+                if live:
+                    w.close(cur, price=True, avail=False)
+                w.open_price(cur.offer_id, obs)
             elif not snapshot.complete:
-                confirm_ids.append({"_id": cur.price_id, "_confirmed": t})
-            if cur.withdrawn or cur.avail != avail:
-                if cur.avail_id is not None and not cur.withdrawn:
-                    close_avail.append({"_id": cur.avail_id, "_to": t, "_confirmed": confirmed(cur.avail_confirmed)})
-                open_avail.append(
-                    {
-                        "offer_id": cur.offer_id,
-                        "state": avail[0],
-                        "quantity": avail[1],
-                        "valid_from": t,
-                        "valid_to": None,
-                        "last_confirmed_at": t,
-                    }
-                )
+                w.confirm.append((w.t_db, cur.price_id))
+            if not live or cur.avail_id is None or (cur.avail_state, cur.avail_quantity) != avail:
+                if live:
+                    w.close(cur, price=False, avail=True)
+                w.open_avail(cur.offer_id, avail)
 
-        # Withdrawals: only a complete snapshot can say an offer is gone, and only within the guard.
         outcome = Outcome.OK
         warnings = list(snapshot.warnings)
-        gone = [c for k, c in current.items() if not c.withdrawn and k not in valid] if snapshot.complete else []
-        live = sum(1 for c in current.values() if not c.withdrawn)
-        # Rows rejected for a fault are still listed by the source: they must not count as withdrawn.
-        if gone and rejected:
-            seen_raw = {
-                _key_tuple(
-                    o.key.provider,
-                    o.key.region,
-                    o.key.zone,
-                    o.key.instance_type,
-                    o.key.purchase,
-                    o.key.term,
-                    o.key.payment,
-                    o.key.plan,
+        gone: list[_Current] = []
+        if snapshot.complete:
+            gone = [c for k, c in current.items() if c.withdrawn_at is None and k not in listed]
+            live_count = sum(1 for c in current.values() if c.withdrawn_at is None)
+            if gone and len(gone) > max_withdraw_share * live_count:
+                outcome = Outcome.SUSPECT
+                warnings.append(
+                    f"snapshot would withdraw {len(gone)} of {live_count} live offers (more than "
+                    f"{max_withdraw_share:.0%}): nothing withdrawn"
                 )
-                for o in snapshot.observations
-            }
-            gone = [c for k, c in current.items() if not c.withdrawn and k not in seen_raw]
-        if gone and live and len(gone) > max_withdraw_share * live:
-            outcome = Outcome.SUSPECT
-            warnings.append(
-                f"snapshot would withdraw {len(gone)} of {live} live offers (more than "
-                f"{max_withdraw_share:.0%}): nothing withdrawn"
-            )
-            gone = []
-
-        if new_offers:
-            ids = [
-                row.id
-                for chunk in _chunks(new_offers)
-                for row in conn.execute(insert(OFFERS).returning(OFFERS.c.id, sort_by_parameter_order=True), chunk)
-            ]
-            for offer_id, key in zip(ids, new_keys, strict=True):
-                obs = valid[key]
-                open_prices.append(
-                    {
-                        "offer_id": offer_id,
-                        "hourly_usd": obs.hourly_usd,
-                        "list_hourly_usd": obs.list_hourly_usd,
-                        "valid_from": t,
-                        "valid_to": None,
-                        "last_confirmed_at": t,
-                        "poll_run_id": run_id,
-                    }
-                )
-                open_avail.append(
-                    {
-                        "offer_id": offer_id,
-                        "state": str(obs.availability.value),
-                        "quantity": obs.available_quantity,
-                        "valid_from": t,
-                        "valid_to": None,
-                        "last_confirmed_at": t,
-                    }
-                )
-        if reopen_ids:
-            for chunk in _chunks(reopen_ids):
-                conn.execute(update(OFFERS).where(OFFERS.c.id == bindparam("_id")).values(withdrawn_at=None), chunk)
-        if meta_updates:
-            cols: dict[str, Any] = {c: bindparam(c) for c in meta_updates[0] if c != "_id"}
-            for chunk in _chunks(meta_updates):
-                conn.execute(update(OFFERS).where(OFFERS.c.id == bindparam("_id")).values(**cols), chunk)
-        _close(conn, PRICES, close_prices)
-        _close(conn, AVAIL, close_avail)
-        _insert(conn, PRICES, open_prices)
-        _insert(conn, AVAIL, open_avail)
-        if confirm_ids:
-            stmt = (
-                update(PRICES).where(PRICES.c.id == bindparam("_id")).values(last_confirmed_at=bindparam("_confirmed"))
-            )
-            for chunk in _chunks(confirm_ids):
-                conn.execute(stmt, chunk)
-        _withdraw(conn, gone, t, confirmed)
+                gone = []
+        _withdraw(w, gone)
+        w.flush()
 
         if snapshot.complete and outcome is Outcome.OK:
             _set_last_complete(conn, snapshot.source, t, run_id)
         if outcome is Outcome.OK and (not snapshot.complete or rejected):
             outcome = Outcome.PARTIAL
         result = IngestResult(
-            source=snapshot.source,
-            run_id=run_id,
-            outcome=outcome,
-            offers_seen=len(snapshot.observations),
-            offers_new=len(new_offers),
-            prices_changed=changed + len(new_offers),
-            offers_withdrawn=len(gone),
-            rejected=rejected,
-            warnings=warnings,
-        )
+            source=snapshot.source, run_id=run_id, outcome=outcome, offers_seen=len(snapshot.observations),
+            offers_new=len(w.new_offers), prices_changed=changed + len(w.new_offers), offers_withdrawn=len(gone),
+            rejected=rejected, warnings=warnings,
+        )  # fmt: skip
         conn.execute(
             update(RUNS)
             .where(RUNS.c.id == run_id)
@@ -522,24 +388,10 @@ def apply_snapshot(
     return result
 
 
-def _withdraw(
-    conn: Connection, gone: list[_Current], t: datetime, confirmed: Callable[[datetime | None], datetime]
-) -> None:
-    if not gone:
-        return
-    _close(
-        conn,
-        PRICES,
-        [{"_id": c.price_id, "_to": t, "_confirmed": confirmed(c.price_confirmed)} for c in gone if c.price_id],
-    )
-    _close(
-        conn,
-        AVAIL,
-        [{"_id": c.avail_id, "_to": t, "_confirmed": confirmed(c.avail_confirmed)} for c in gone if c.avail_id],
-    )
-    stmt = update(OFFERS).where(OFFERS.c.id == bindparam("_id")).values(withdrawn_at=t)
-    for chunk in _chunks([{"_id": c.offer_id} for c in gone]):
-        conn.execute(stmt, chunk)
+def _withdraw(w: _Writer, gone: list[_Current]) -> None:
+    for cur in gone:
+        w.close(cur, price=True, avail=True)
+        w.withdraw.append((w.t_db, cur.offer_id))
 
 
 def _set_last_complete(conn: Connection, source: str, t: datetime, run_id: int) -> None:

@@ -107,6 +107,8 @@ class Offer(Base):
     memory_gb: Mapped[float | None] = mapped_column(Float)
     attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    # digest of the descriptive columns above, so ingest compares one value instead of loading them all
+    meta_hash: Mapped[str] = mapped_column(String(32), default="")
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('memory_gb', sa.Float(), nullable=True),
     sa.Column('attrs', sa.JSON(), nullable=False),
     sa.Column('demo', sa.Boolean(), nullable=False),
+    sa.Column('meta_hash', sa.String(length=32), nullable=False),
     sa.Column('first_seen_at', broker.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('withdrawn_at', broker.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_offers')),

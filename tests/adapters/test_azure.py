@@ -13,20 +13,23 @@ import pytest
 
 from adapters.azure import FRACTIONAL, VM_SIZES, AzureSource, odata_filter
 from adapters.base import SourceContext
-from broker.domain import Availability, OfferKey, Payment, Purchase, Snapshot, SourceError
+from broker.domain import Availability, ConfigError, OfferKey, Payment, Purchase, Snapshot, SourceError
 from broker.gpus import GpuCatalog
 
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
 # Push the real recorded B16als_v2 rows (a CPU size) through the GPU parsing path by giving the size a table entry.
 B16 = {"Standard_B16als_v2": {"gpu": "T4", "count": 1, "gpu_memory_gb": 16}}
 
+B16_ROWS = "retail_prices_items_B16als_v2_australiacentral_lowpri_consumption_savingsplan_reservation.json"
+
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def ctx(handler: Handler | None = None, *, demo: bool = False, **options: Any) -> SourceContext:
     http = httpx.Client(transport=httpx.MockTransport(handler)) if handler else None
-    return SourceContext(name="azure", options=options, env={}, catalog=GpuCatalog([]), config_dir=Path("."),
-                         demo=demo, http=http)
+    return SourceContext(
+        name="azure", options=options, env={}, catalog=GpuCatalog([]), config_dir=Path("."), demo=demo, http=http
+    )
 
 
 def source(handler: Handler | None = None, *, sleeps: list[float] | None = None, **options: Any) -> AzureSource:
@@ -50,7 +53,10 @@ def pages(*bodies: Any) -> tuple[Handler, list[httpx.Request]]:
             return body
         if isinstance(body, dict):
             more = index + 1 < len(bodies)
-            body = {**body, "NextPageLink": f"https://prices.azure.com:443/api/retail/prices?page={index + 1}" if more else None}
+            body = {
+                **body,
+                "NextPageLink": f"https://prices.azure.com:443/api/retail/prices?page={index + 1}" if more else None,
+            }
         return json_response(body)
 
     return handle, seen
@@ -72,7 +78,7 @@ def by_key(snap: Snapshot) -> dict[tuple[str, str, str, str], Decimal]:
 
 
 def test_recorded_b16als_rows_give_known_hourly_prices(payloads: Path) -> None:
-    body = load(payloads / "azure" / "retail_prices_items_B16als_v2_australiacentral_lowpri_consumption_savingsplan_reservation.json")
+    body = load(payloads / "azure" / B16_ROWS)
     handler, _ = pages(body)
     snap = source(handler, vm_sizes=B16).fetch()
 
@@ -94,7 +100,7 @@ def test_recorded_b16als_rows_give_known_hourly_prices(payloads: Path) -> None:
 
 
 def test_recorded_rows_for_a_size_missing_from_the_table_are_refused_not_guessed(payloads: Path) -> None:
-    body = load(payloads / "azure" / "retail_prices_items_B16als_v2_australiacentral_lowpri_consumption_savingsplan_reservation.json")
+    body = load(payloads / "azure" / B16_ROWS)
     handler, _ = pages(body)
     with pytest.raises(SourceError, match=r"no usable GPU VM price.*'unknown VM size': 2"):
         source(handler).fetch()
@@ -226,7 +232,7 @@ def test_a_failed_first_page_is_a_source_error(handler: Handler, message: str) -
 
 
 def test_429_honours_retry_after_then_succeeds() -> None:
-    page1, page2 = constructed()
+    _, page2 = constructed()
     calls = iter([httpx.Response(429, headers={"Retry-After": "7"}), json_response({**page2, "NextPageLink": None})])
     sleeps: list[float] = []
     snap = source(lambda r: next(calls), sleeps=sleeps).fetch()
@@ -240,7 +246,7 @@ def test_429_honours_retry_after_then_succeeds() -> None:
 )
 def test_a_failed_page_in_the_middle_makes_the_snapshot_incomplete(bad_page: httpx.Response) -> None:
     page1, _ = constructed()
-    handler, seen = pages(page1, bad_page)
+    handler, _ = pages(page1, bad_page)
     snap = source(handler).fetch()
     assert not snap.complete
     assert any("page 2" in w for w in snap.warnings)
@@ -314,3 +320,16 @@ def test_spot_rows_are_spot_even_when_only_the_meter_says_so() -> None:
     row = {**page1["Items"][1], "skuName": "ND96isr H100 v5"}  # meterName still ends in " Spot"
     snap = source(lambda r: json_response({"Items": [row]})).fetch()
     assert [o.key.purchase for o in snap.observations] == [Purchase.SPOT]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"regions": "eastus"}, "option regions"),
+        ({"max_pages": 0}, "option max_pages"),
+        ({"vm_sizes": {"Standard_X": {"gpu": "T4"}}}, "option vm_sizes.Standard_X"),
+    ],
+)
+def test_bad_options_are_config_errors_naming_the_option(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        source(**options)

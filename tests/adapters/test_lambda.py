@@ -27,8 +27,15 @@ def source(
     sleeps: list[float] | None = None, **options: Any,
 ) -> LambdaSource:  # fmt: skip
     http = httpx.Client(transport=httpx.MockTransport(handler)) if handler else None
-    ctx = SourceContext(name="lambda", options=options, env=KEY if env is None else env, catalog=GpuCatalog([]),
-                        config_dir=Path("."), demo=demo, http=http)
+    ctx = SourceContext(
+        name="lambda",
+        options=options,
+        env=KEY if env is None else env,
+        catalog=GpuCatalog([]),
+        config_dir=Path("."),
+        demo=demo,
+        http=http,
+    )
     return LambdaSource(ctx, sleep=(sleeps if sleeps is not None else []).append)
 
 
@@ -88,14 +95,20 @@ def test_constructed_listing_one_on_demand_offer_per_known_region() -> None:
     v100 = next(o for o in snap.observations if o.key.instance_type == "gpu_8x_v100")
     assert (v100.gpu_name, v100.gpu_memory_gb) == ("Tesla V100 (16 GB)", 16)
     assert {o.key.instance_type for o in snap.observations} == {
-        "gpu_8x_h100_sxm5", "gpu_8x_a100_80gb_sxm4", "gpu_1x_gh200", "gpu_1x_a10", "gpu_8x_v100",
-    }  # fmt: skip  (the CPU type is not a GPU offer, and not a refusal either)
+        "gpu_8x_h100_sxm5",
+        "gpu_8x_a100_80gb_sxm4",
+        "gpu_1x_gh200",
+        "gpu_1x_a10",
+        "gpu_8x_v100",
+    }  # the CPU type is not a GPU offer, and not a refusal either
     assert not snap.rejected
 
 
 def test_regions_and_base_url_options() -> None:
     seen: list[httpx.Request] = []
-    snap = source(serve(constructed(), seen=seen), base_url="https://cloud.lambdalabs.com/", regions=["us-east-1"]).fetch()
+    snap = source(
+        serve(constructed(), seen=seen), base_url="https://cloud.lambdalabs.com/", regions=["us-east-1"]
+    ).fetch()
     assert str(seen[0].url) == "https://cloud.lambdalabs.com/api/v1/instance-types"
     h100 = {o.key.region for o in snap.observations if o.key.instance_type == "gpu_8x_h100_sxm5"}
     assert h100 == {"us-east-1", "us-south-1"}  # a region with capacity is offered even when not configured
@@ -105,8 +118,9 @@ def test_demo_mode_needs_no_key_and_marks_the_snapshot() -> None:
     src = source(env={}, demo=True)
     assert src.missing_credentials() is None
     snap = src.fetch()
-    assert snap.demo and snap.observations
-    assert all("Authorization" not in o.attrs for o in snap.observations)
+    assert snap.demo and snap.complete
+    h100 = {o.hourly_usd for o in snap.observations if o.key.instance_type == "gpu_8x_h100_sxm5"}
+    assert h100 == {Decimal("31.92")}
 
 
 def test_missing_credentials_are_reported_and_fetch_refuses() -> None:
@@ -118,14 +132,14 @@ def test_missing_credentials_are_reported_and_fetch_refuses() -> None:
 
 def test_rejected_key_uses_the_recorded_error_body(payloads: Path) -> None:
     body = json.loads((payloads / "lambda" / "error_401_invalid_api_key_openapi_example.json").read_text())
-    with pytest.raises(SourceError, match="credentials rejected.*LAMBDA_API_KEY was rejected"):
+    with pytest.raises(SourceError, match=r"credentials rejected.*LAMBDA_API_KEY was rejected"):
         source(serve(body, 401)).fetch()
 
 
 def test_provider_unavailable_is_retried_then_fails(payloads: Path) -> None:
     body = json.loads((payloads / "lambda" / "error_provider_unavailable_docs_example.json").read_text())
     sleeps: list[float] = []
-    with pytest.raises(SourceError, match="HTTP 503.*gave up after 4"):
+    with pytest.raises(SourceError, match=r"HTTP 503.*gave up after 4"):
         source(serve(body, 503), sleeps=sleeps).fetch()
     assert sleeps == [1.0, 2.0, 4.0]
 
