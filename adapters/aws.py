@@ -116,7 +116,7 @@ class AwsSource(Source):
         return demo_factory(scenario) if self.ctx.demo else default_factory(self.ctx)
 
     def _regions(self) -> list[str]:
-        if self.ctx.demo and "regions" not in self.ctx.options:
+        if self.ctx.demo:  # a recording replays only the regions it recorded
             return [str(r) for r in manifest()["regions"]]
         return _option_list(self.ctx, "regions", DEFAULT_REGIONS)
 
@@ -359,7 +359,7 @@ def iter_spot_history(
     (for ``broker backfill aws-spot``). Types are matched by family wildcard ("p5.*"), so new sizes count."""
     if clients is None:
         clients = demo_factory("backfill") if ctx.demo else default_factory(ctx)
-    if ctx.demo and "regions" not in ctx.options:
+    if ctx.demo:
         regions = [str(r) for r in manifest()["regions"]]
     else:
         regions = _option_list(ctx, "regions", DEFAULT_REGIONS)

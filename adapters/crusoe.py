@@ -2,7 +2,8 @@
 
 Crusoe publishes no price API. ``/projects/{id}/compute/vms/types`` gives each instance type's GPU model and
 count, ``/capacities`` how many are free per location (quantity > 0 = available), and the prices come from the
-operator-maintained rate card (option ``ratecard``, per-GPU-hour list prices with their source URL and date).
+operator-maintained rate card (option ``ratecard``): an ``adapters.ratecard`` card of per-GPU-hour GPU rates,
+matched to each type by ``RateCard.rate_for`` (GPU type, narrowed by product family where the card says so).
 Requests are HMAC-SHA256 signed (provider-apis.md section 6).
 """
 
@@ -14,12 +15,9 @@ import hashlib
 import hmac
 import re
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote_plus
 
@@ -27,12 +25,14 @@ import httpx
 
 from adapters.base import Source, SourceContext
 from adapters.http import client_for, get_json
+from adapters.ratecard import RateCard, RateCardError, RateEntry, load_ratecard
 from broker.domain import Availability, OfferKey, PriceObservation, Purchase, Snapshot, SourceError
 
 DEFAULT_BASE_URL = "https://api.cloud.crusoe.ai/v1"
 DEFAULT_RATECARD = "ratecards/crusoe.toml"
 ENV_ACCESS, ENV_SECRET, ENV_PROJECT = "CRUSOE_ACCESS_KEY", "CRUSOE_SECRET_KEY", "CRUSOE_PROJECT_ID"
 DEMO_PROJECT = "demo-project"
+PROVIDER = "crusoe"
 GPU_MEMORY = re.compile(r"(\d+)GB$", re.IGNORECASE)
 
 
@@ -62,69 +62,6 @@ def sign(method: str, url: httpx.URL, timestamp: str, access_key: str, secret_ke
 
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- rate card ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CardPrice:
-    gpu_type: str  # as the API's Type.gpu_type spells it
-    product_prefix: str  # fallback match on Type.product_name before the "." ("h100-80gb-sxm-ib")
-    on_demand: Decimal  # USD per GPU-hour
-    spot: Decimal | None
-    source_url: str
-    effective_date: str
-
-
-@dataclass(frozen=True, slots=True)
-class RateCard:
-    label: str  # "ratecard:<path as configured>"
-    currency: str
-    valid_until: date | None
-    prices: tuple[CardPrice, ...]
-
-    def price_for(self, gpu_type: str, product_name: str) -> CardPrice | None:
-        family = product_name.split(".", 1)[0].lower()
-        for price in self.prices:
-            if price.gpu_type.lower() == gpu_type.lower():
-                return price
-        return next((p for p in self.prices if p.product_prefix and p.product_prefix.lower() == family), None)
-
-
-def _money(value: object, where: str) -> Decimal:
-    try:
-        # str() first: a TOML float such as 3.9 must become Decimal("3.9"), not its binary expansion
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise SourceError(f"{where}: {value!r} is not a price") from None
-
-
-def load_ratecard(path: Path, label: str) -> RateCard:
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SourceError(f"Crusoe rate card {path}: cannot read it ({exc.strerror}); set option ratecard") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SourceError(f"Crusoe rate card {path}: not valid TOML ({exc})") from None
-    prices = []
-    for i, row in enumerate(doc.get("prices", [])):
-        where = f"Crusoe rate card {path} prices[{i}]"
-        if not isinstance(row, Mapping) or "gpu_type" not in row or "on_demand" not in row:
-            raise SourceError(f"{where}: needs gpu_type and on_demand")
-        prices.append(CardPrice(
-            gpu_type=str(row["gpu_type"]), product_prefix=str(row.get("product_prefix", "")),
-            on_demand=_money(row["on_demand"], where),
-            spot=_money(row["spot"], where) if "spot" in row else None,
-            source_url=str(row.get("source_url", "")), effective_date=str(row.get("effective_date", "")),
-        ))  # fmt: skip
-    if not prices:
-        raise SourceError(f"Crusoe rate card {path}: no [[prices]] entries")
-    valid_until = doc.get("valid_until")
-    return RateCard(
-        label=label, currency=str(doc.get("currency", "USD")),
-        valid_until=valid_until if isinstance(valid_until, date) else None, prices=tuple(prices),
-    )  # fmt: skip
 
 
 # --- the source --------------------------------------------------------------------------------------------
@@ -187,7 +124,7 @@ class CrusoeSource(Source):
         missing = self.missing_credentials()
         if missing:
             raise SourceError(missing)
-        card = load_ratecard(self.ctx.config_dir / self.ratecard_option, f"ratecard:{self.ratecard_option}")
+        card = self._ratecard()
         client = client_for(self.ctx, self.kind, DEMO_ROUTES)
         project = DEMO_PROJECT if self.ctx.demo else self.ctx.env[ENV_PROJECT]
         types = self._items(client, f"/projects/{project}/compute/vms/types", "Crusoe instance types")
@@ -208,24 +145,38 @@ class CrusoeSource(Source):
                 if vm:
                     snap.rejected[vm] += 1
                 continue
-            price = card.price_for(vm.gpu_type, vm.product_name)
-            if price is None:
+            rate = card.rate_for(vm.gpu_type, vm.product_name)
+            if rate is None:
                 snap.rejected["no rate card price"] += 1
                 unpriced.append(f"{vm.product_name} ({vm.gpu_type})")
             elif vm.product_name not in where:
                 unlocated.append(vm.product_name)
             else:
-                snap.observations.extend(self._offers(vm, price, card, where[vm.product_name]))
+                spot = card.rate_for(vm.gpu_type, vm.product_name, Purchase.SPOT) if self.include_spot else None
+                snap.observations.extend(self._offers(vm, rate, spot, where[vm.product_name]))
         if unpriced:
-            snap.warnings.append(f"types with no price in {card.label} (add them): {', '.join(unpriced[:10])}")
+            snap.warnings.append(f"types with no price in {self.label} (add them): {', '.join(unpriced[:10])}")
         if unlocated:
             snap.warnings.append(f"types with no /capacities row, not offered anywhere: {', '.join(unlocated[:10])}")
-        if card.valid_until and card.valid_until < self.ctx.now().date():
-            snap.warnings.append(f"{card.label} expired on {card.valid_until}: check Crusoe's prices and update it")
+        if card.is_stale(self.ctx.now().date()):
+            snap.warnings.append(f"{self.label} expired on {card.valid_until}: check Crusoe's prices and update it")
         if not snap.observations:  # an empty complete snapshot would withdraw every Crusoe offer
             reasons = f" (refused: {dict(snap.rejected)})" if snap.rejected else ""
             raise SourceError(f"Crusoe: no GPU instance type has both a rate card price and a location{reasons}")
         return snap
+
+    @property
+    def label(self) -> str:
+        return f"ratecard:{self.ratecard_option}"
+
+    def _ratecard(self) -> RateCard:
+        try:
+            card = load_ratecard(self.ctx.config_dir / self.ratecard_option)
+        except RateCardError as exc:  # a broken card fails the poll; earlier prices stay as they were
+            raise SourceError(f"Crusoe rate card (option ratecard): {exc}") from None
+        if card.provider != PROVIDER:
+            raise SourceError(f"Crusoe rate card {card.path}: it is for provider {card.provider!r}, not {PROVIDER!r}")
+        return card
 
     def _items(self, client: httpx.Client, path: str, what: str) -> list[Any]:
         url = httpx.URL(f"{self.base_url}{path}")
@@ -242,31 +193,37 @@ class CrusoeSource(Source):
             raise SourceError(f"{what}: no 'items' list in the response (has the API shape changed?)")
         return items
 
+    def _attrs(self, rate: RateEntry) -> dict[str, Any]:
+        return {
+            "price_source": self.label,
+            "price_source_url": rate.source,
+            "price_effective_date": rate.effective_date.isoformat(),
+            "price_unit": "per GPU-hour x num_gpu",
+        }
+
     def _offers(
-        self, vm: VmType, price: CardPrice, card: RateCard, locations: list[tuple[str, int]]
+        self, vm: VmType, rate: RateEntry, spot: RateEntry | None, locations: list[tuple[str, int]]
     ) -> Iterator[PriceObservation]:
-        attrs = {"price_source": card.label, "price_source_url": price.source_url,
-                 "price_effective_date": price.effective_date, "price_unit": "per GPU-hour x num_gpu"}  # fmt: skip
         for location, quantity in locations:
-            common: dict[str, Any] = {
+            shape: dict[str, Any] = {
                 "gpu_name": vm.gpu_type, "gpu_count": vm.num_gpu, "gpu_memory_gb": vm.gpu_memory_gb,
-                "vcpus": vm.vcpus, "memory_gb": vm.memory_gb,
-                "currency": card.currency, "attrs": attrs,
+                "vcpus": vm.vcpus, "memory_gb": vm.memory_gb, "currency": "USD",  # the only currency a card takes
             }  # fmt: skip
             yield PriceObservation(
-                key=OfferKey("crusoe", location, vm.product_name, Purchase.ON_DEMAND.value),
-                hourly_usd=price.on_demand * vm.num_gpu,
+                key=OfferKey(PROVIDER, location, vm.product_name, Purchase.ON_DEMAND.value),
+                hourly_usd=rate.hourly_usd(vm.num_gpu),
                 availability=Availability.AVAILABLE if quantity > 0 else
                 Availability.UNAVAILABLE if quantity == 0 else Availability.UNKNOWN,
-                available_quantity=quantity if quantity >= 0 else None, **common,
+                available_quantity=quantity if quantity >= 0 else None, attrs=self._attrs(rate), **shape,
             )  # fmt: skip
-            if self.include_spot and price.spot is not None:
+            if spot is not None:
                 # /capacities does not separate spot capacity: its availability is not known.
                 yield PriceObservation(
-                    key=OfferKey("crusoe", location, vm.product_name, Purchase.SPOT.value),
-                    hourly_usd=price.spot * vm.num_gpu,
+                    key=OfferKey(PROVIDER, location, vm.product_name, Purchase.SPOT.value),
+                    hourly_usd=spot.hourly_usd(vm.num_gpu),
                     availability=Availability.UNKNOWN,
-                    **common,
+                    attrs=self._attrs(spot),
+                    **shape,
                 )
 
 

@@ -111,12 +111,16 @@ class RateEntry:
         return bool(self.instance_type and self.regions and self.gpu_count > 0)
 
     def fits(self, gpu: str, product: str = "") -> bool:
-        """Whether this GPU rate applies to an API's instance of ``gpu`` named ``product`` (case-blind)."""
-        if self.gpu.lower() != gpu.lower():
-            return False
+        """Whether this GPU rate applies to an API's instance of ``gpu`` named ``product`` (case-blind):
+        the GPU must match, and the instance type or family, when the entry names one, must fit."""
+        narrowed = bool(self.instance_type or self.instance_family)
+        return self.gpu.lower() == gpu.lower() and (not narrowed or self.fits_product(product))
+
+    def fits_product(self, product: str) -> bool:
+        """Whether the entry names an instance type or family covering ``product`` (case-blind)."""
         if self.instance_type:
             return self.instance_type.lower() == product.lower()
-        return not self.instance_family or _in_family(product.lower(), self.instance_family.lower())
+        return bool(self.instance_family) and _in_family(product.lower(), self.instance_family.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +178,18 @@ class RateCard:
 
     def rate_for(self, gpu: str, product: str = "", purchase: Purchase = Purchase.ON_DEMAND) -> RateEntry | None:
         """The entry pricing an API's instance (``gpu`` type, ``product`` name); an exact instance type
-        beats a family prefix beats a GPU-wide rate."""
-        fits = [e for e in self.entries if e.purchase is purchase and e.fits(gpu, product)]
+        beats a family prefix beats a GPU-wide rate.
+
+        When no entry names ``gpu`` at all (the API spells the GPU differently from the card), an entry
+        whose instance type or family covers ``product`` prices it: the product name still identifies
+        the hardware. A GPU the card does know, on a product outside its entries' families, stays
+        unpriced rather than borrowing another GPU's family price.
+        """
+        priced = [e for e in self.entries if e.purchase is purchase]
+        if any(e.gpu.lower() == gpu.lower() for e in priced):
+            fits = [e for e in priced if e.fits(gpu, product)]
+        else:
+            fits = [e for e in priced if e.fits_product(product)]
         return max(fits, key=lambda e: (bool(e.instance_type), len(e.instance_family)), default=None)
 
 

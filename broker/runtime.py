@@ -14,7 +14,11 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from broker.gpus import GpuCatalog
+from broker.domain import utcnow
+from broker.offers.pricing import apply_rules, discount_rules
 from broker.offers.service import IndexHolder
+from broker.placement.engine import warm
+from broker.placement.costmodel import PlacementConfig
 from broker.settings import Settings, load_settings
 from broker.store.db import make_engine
 
@@ -38,7 +42,20 @@ class Runtime:
     def index(self) -> IndexHolder:
         # a price older than twice its source's poll interval is stale (placement never picks it)
         max_age = {name: timedelta(minutes=2 * s.interval_minutes) for name, s in self.settings.sources.items()}
-        return IndexHolder(self.engine, max_age=max_age)
+        rules = discount_rules(self.settings)
+        holder = IndexHolder(self.engine, max_age=max_age,
+                             transform=lambda offers: apply_rules(rules, offers, utcnow().date()))
+        # placement precomputes per index; doing it at the swap keeps that cost off the first request
+        holder.on_swap.append(lambda index: warm(index, self.catalog, self.placement_config))
+        return holder
+
+    @cached_property
+    def placement_config(self) -> PlacementConfig:
+        opts = self.settings.placement
+        base = self.settings.config_dir
+        return PlacementConfig.load(
+            base / str(opts.get("config_path", "placement.toml")), base / str(opts.get("egress_path", "egress.toml"))
+        )
 
     def close(self) -> None:
         self.engine.dispose()

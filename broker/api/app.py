@@ -18,6 +18,8 @@ from broker.api.deps import provide_runtime
 from broker.api.problems import EXCEPTION_HANDLERS
 from broker.health.endpoints import healthz, readyz
 from broker.offers.endpoints import list_offers
+from broker.placement.endpoints import ROUTES as placement_routes
+from broker.placement.service import DecisionLog
 from broker.polling.scheduler import PollScheduler
 from broker.providers.endpoints import list_providers
 from broker.runtime import Runtime
@@ -54,6 +56,9 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
         runtime.demo = demo
     settings = runtime.settings
 
+    runtime.placement_config  # noqa: B018  (a bad placement/egress file stops the start, not the first request)
+    decisions = DecisionLog(runtime)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
@@ -62,6 +67,7 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
             log.warning("offer index not loaded at start: %s", exc)
         refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds)
         refresher.start()
+        decisions.start()
         scheduler = PollScheduler(runtime, demo=runtime.demo) if schedule else None
         if scheduler is not None:
             scheduler.start()
@@ -70,16 +76,17 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
             yield
         finally:
             refresher.stop()
+            decisions.stop()
             if scheduler is not None:
                 scheduler.shutdown()
 
     cors = CORSConfig(allow_origins=list(settings.server.cors_origins)) if settings.server.cors_origins else None
     return Litestar(
-        route_handlers=[healthz, readyz, list_offers, list_providers],
+        route_handlers=[healthz, readyz, list_offers, list_providers, *placement_routes],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=[lifespan],
-        state=State({"runtime": runtime, "scheduler": None}),
+        state=State({"runtime": runtime, "scheduler": None, "decisions": decisions}),
         cors_config=cors,
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="GPU price-arbitrage broker", version=__version__, path="/schema"),

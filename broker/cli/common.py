@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import click
+import psycopg
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -50,6 +52,8 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (OperationalError, ProgrammingError) as exc:
             msg = str(exc.orig) if exc.orig else str(exc)
             raise CliError(f"database error: {msg.splitlines()[0]}") from None
+        except (sqlite3.Error, psycopg.Error) as exc:  # raised below SQLAlchemy by the bulk ingest path
+            raise CliError(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
     return wrapper
 

@@ -253,6 +253,37 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool) -> 
     uvicorn.run(app, host=host, port=port, log_level=os.environ.get("BROKER_LOG_LEVEL", "warning"), access_log=False)
 
 
+@cli.group()
+def backfill() -> None:
+    """Load past prices as history."""
+
+
+@backfill.command("aws-spot")
+@click.option("--days", type=click.FloatRange(0, 90, min_open=True), default=90, show_default=True)
+@click.option("--source", "source_name", default="aws", show_default=True, help="the configured AWS source")
+@click.option("--demo", is_flag=True, help="replay the recorded spot history instead of calling AWS")
+@one_line_errors
+def backfill_aws_spot(days: float, source_name: str, demo: bool) -> None:
+    """Up to 90 days of AWS spot prices for the offers the AWS source lists (poll it first)."""
+    from adapters.aws import iter_spot_history
+    from broker.polling.service import build_source
+    from broker.store.backfill import load_history
+
+    rt = runtime(demo)
+    require_schema(rt)
+    cfg = rt.settings.sources.get(source_name)
+    if cfg is None or cfg.kind != "aws":
+        raise CliError(f"no AWS source named {source_name!r} in {rt.settings.config_path}")
+    source = build_source(rt, cfg, demo=demo)
+    if not demo and (reason := source.missing_credentials()):
+        raise CliError(f"{source_name}: {reason}")
+    with console.status(f"loading {days:g} days of spot history ...", spinner="dots"):
+        result = load_history(rt.engine, source_name, iter_spot_history(source.ctx, days))
+    click.echo(f"{result.points} price points for {result.offers} offers: {result.rows_written} rows written"
+               + (f"; {result.unknown_offers} offers not listed by {source_name} yet (run `broker poll "
+                  f"{source_name}` first)" if result.unknown_offers else ""))
+
+
 @cli.command("check-config")
 @one_line_errors
 def check_config() -> None:
@@ -265,6 +296,16 @@ def check_config() -> None:
         f"ok: {len(settings.sources)} sources, {len(rt.catalog.models())} GPU models, "
         f"database {rt.engine.url.render_as_string(hide_password=True)}"
     )
+
+
+def _add_commands() -> None:
+    from broker.placement.cli import commands as placement_commands
+
+    for command in (*placement_commands,):
+        cli.add_command(command)
+
+
+_add_commands()
 
 
 def main() -> None:

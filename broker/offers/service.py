@@ -29,6 +29,7 @@ class IndexHolder:
         self._transform = transform
         self._lock = threading.Lock()
         self._version = -1
+        self.on_swap: list[Callable[[OfferIndex], None]] = []
         self.current = OfferIndex.build([], utcnow(), self._max_age)
         self.loaded = False
 
@@ -38,7 +39,10 @@ class IndexHolder:
             offers = repository.load_current(conn)
             if self._transform is not None:
                 offers = self._transform(offers)
-            self.current = OfferIndex.build(offers, utcnow(), self._max_age)
+            index = OfferIndex.build(offers, utcnow(), self._max_age)
+            for listener in self.on_swap:
+                listener(index)
+            self.current = index
             self._version = version
             self.loaded = True
             return self.current

@@ -220,3 +220,4 @@ class Placement(Base):
 def table(model: type[Base]) -> Table:
     """A mapped class's Table, typed as one (``__table__`` is typed as a generic FromClause)."""
     return cast(Table, model.__table__)
+import broker.usage.models  # noqa: F401

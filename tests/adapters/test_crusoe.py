@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from adapters.base import SourceContext
-from adapters.crusoe import CrusoeSource, canonical_query, load_ratecard, sign, signing_message
+from adapters.crusoe import CrusoeSource, canonical_query, sign, signing_message
+from adapters.ratecard import load_ratecard
 from broker.domain import Availability, Purchase, SourceError
 from broker.gpus import GpuCatalog
 
@@ -22,26 +23,35 @@ FIXTURES = Path(__file__).parent / "fixtures" / "crusoe"
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 SECRET = "Y3J1c29lLXRlc3Qtc2VjcmV0LWtleS0wMTIzNDU2Nzg5"  # base64url of b"crusoe-test-secret-key-0123456789"
 ENV = {"CRUSOE_ACCESS_KEY": "AKEXAMPLE", "CRUSOE_SECRET_KEY": SECRET, "CRUSOE_PROJECT_ID": "p-1"}
-CARD = """
+HEADER = """
+name = "crusoe-test"
+provider = "crusoe"
+kind = "list"
 currency = "USD"
-valid_until = 2027-02-01
-[[prices]]
-gpu_type = "H100-SXM-80GB"
-on_demand = "3.90"
-spot = "1.60"
-source_url = "https://www.crusoe.ai/cloud/pricing"
 effective_date = "2026-08"
-[[prices]]
-gpu_type = "L40S-48GB"
-on_demand = 1.0
-source_url = "https://www.crusoe.ai/cloud/pricing"
-[[prices]]
-gpu_type = "nothing-matches"
-product_prefix = "a100-80gb"
-on_demand = "1.65"
-[[prices]]
-gpu_type = "MI300X-192GB"
-on_demand = "3.45"
+valid_until = 2027-02-01
+source = "https://www.crusoe.ai/cloud/pricing"
+"""
+CARD = f"""{HEADER}
+[[entries]]
+gpu = "H100-SXM-80GB"
+usd_per_gpu_hour = "3.90"
+[[entries]]
+gpu = "H100-SXM-80GB"
+purchase = "spot"
+usd_per_gpu_hour = "1.60"
+source = "https://www.crusoe.ai/cloud/pricing#spot"
+[[entries]]
+gpu = "L40S-48GB"
+usd_per_gpu_hour = 1.0
+effective_date = 2026-09-01
+[[entries]]
+gpu = "nothing-matches"
+instance_family = "a100-80gb"
+usd_per_gpu_hour = "1.65"
+[[entries]]
+gpu = "MI300X-192GB"
+usd_per_gpu_hour = "3.45"
 """
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -143,12 +153,16 @@ def test_constructed_types_capacities_and_rate_card(tmp_path: Path) -> None:
     assert (h100.gpu_name, h100.gpu_count, h100.gpu_memory_gb, h100.vcpus) == ("H100-SXM-80GB", 8, 80, 176)
     assert h100.attrs["price_source"] == "ratecard:ratecards/crusoe.toml"
     assert h100.attrs["price_source_url"] == "https://www.crusoe.ai/cloud/pricing"
+    assert h100.attrs["price_effective_date"] == "2026-08-01"  # the card's "2026-08"
     iceland = offers[("h100-80gb-sxm-ib.8x", "eu-iceland1-a", "on_demand")]
     assert (iceland.availability, iceland.available_quantity) == (Availability.UNAVAILABLE, 0)
     spot = offers[("h100-80gb-sxm-ib.8x", "us-southcentral1-a", "spot")]
     assert spot.hourly_usd == Decimal("12.80") and spot.availability == Availability.UNKNOWN
+    assert spot.attrs["price_source_url"] == "https://www.crusoe.ai/cloud/pricing#spot"  # its own entry's source
 
-    assert offers[("l40s-48gb.8x", "us-southcentral1-a", "on_demand")].hourly_usd == Decimal("8.0")  # TOML float 1.0
+    l40s = offers[("l40s-48gb.8x", "us-southcentral1-a", "on_demand")]
+    assert l40s.hourly_usd == Decimal("8.0")  # TOML float 1.0
+    assert l40s.attrs["price_effective_date"] == "2026-09-01"  # the entry's own date
     assert offers[("a100-80gb.8x", "us-east1-a", "on_demand")].hourly_usd == Decimal("13.20")  # by product prefix
     assert ("l40s-48gb.1x", "us-east1-a", "spot") not in offers  # no spot price on the card
     assert not any(o.key.instance_type.startswith("c1a") for o in snap.observations)  # CPU: not a GPU offer
@@ -165,7 +179,7 @@ def test_recorded_swagger_examples(payloads: Path, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="'no rate card price': 1"):
         source(api(types, capacities), write_card(tmp_path)).fetch()
 
-    card = CARD + '[[prices]]\ngpu_type = "A100"\non_demand = "1.45"\n'
+    card = CARD + '[[entries]]\ngpu = "A100"\nusd_per_gpu_hour = "1.45"\n'
     snap = source(api(types, capacities), write_card(tmp_path, card)).fetch()
     [offer] = snap.observations
     assert (offer.key.instance_type, offer.key.region, offer.key.purchase) == ("a100.2x", "us-east", "on_demand")
@@ -190,10 +204,15 @@ def test_demo_mode_replays_payloads_with_the_projects_rate_card() -> None:
 
 
 def test_the_projects_rate_card_names_its_sources() -> None:
-    card = load_ratecard(ROOT / "config" / "ratecards" / "crusoe.toml", "ratecard:ratecards/crusoe.toml")
-    assert card.currency == "USD" and isinstance(card.valid_until, date)
-    assert card.prices and all(p.source_url.startswith("https://") and p.effective_date for p in card.prices)
-    assert all(p.on_demand > 0 and (p.spot is None or 0 < p.spot < p.on_demand) for p in card.prices)
+    card = load_ratecard(ROOT / "config" / "ratecards" / "crusoe.toml")
+    assert (card.provider, card.currency) == ("crusoe", "USD") and isinstance(card.valid_until, date)
+    assert card.entries and not card.discounts
+    assert all(e.source.startswith("https://") and e.effective_date for e in card.entries)
+    assert all(e.per_gpu and not e.is_offer for e in card.entries)  # GPU rates, priced x the API's num_gpu
+    on_demand = {(e.gpu, e.instance_family): e.price for e in card.entries if e.purchase is Purchase.ON_DEMAND}
+    spot = {(e.gpu, e.instance_family): e.price for e in card.entries if e.purchase is Purchase.SPOT}
+    assert len(on_demand) + len(spot) == len(card.entries)  # one price per GPU and purchase, nothing else
+    assert all(0 < price < on_demand[gpu] for gpu, price in spot.items())  # every spot under its on-demand
 
 
 # --- faults ----------------------------------------------------------------------------------------------
@@ -215,7 +234,7 @@ def raising(exc: Exception) -> Handler:
     return handle
 
 
-TYPES_OK = {"items": []}
+TYPES_OK: dict[str, list[Any]] = {"items": []}
 
 
 @pytest.mark.parametrize(
@@ -281,33 +300,26 @@ def test_renamed_or_missing_fields_are_counted(tmp_path: Path) -> None:
     assert (h100.availability, h100.available_quantity) == (Availability.UNKNOWN, None)
 
 
-@pytest.mark.parametrize(("price", "expected"), [('"0"', "0"), ('"-1.5"', "-12.0")])
-def test_zero_and_negative_card_prices_pass_through_for_ingest_to_refuse(
-    price: str, expected: str, tmp_path: Path
-) -> None:
-    card = CARD.replace('on_demand = "3.90"', f"on_demand = {price}")
-    snap = source(constructed_api(), write_card(tmp_path, card)).fetch()
-    h100 = {
-        o.hourly_usd
-        for o in snap.observations
-        if o.key.instance_type.startswith("h100") and o.key.purchase == Purchase.ON_DEMAND
-    }
-    assert h100 == {Decimal(expected)}
-
-
-def test_a_non_usd_card_passes_its_currency_through(tmp_path: Path) -> None:
-    snap = source(constructed_api(), write_card(tmp_path, CARD.replace('"USD"', '"EUR"'))).fetch()
-    assert {o.currency for o in snap.observations} == {"EUR"}
+def test_offers_carry_usd_and_spot_can_be_left_out(tmp_path: Path) -> None:
+    snap = source(constructed_api(), write_card(tmp_path), include_spot=False).fetch()
+    assert snap.observations and {o.key.purchase for o in snap.observations} == {"on_demand"}
+    assert {o.currency for o in snap.observations} == {"USD"}
 
 
 @pytest.mark.parametrize(
     ("card", "message"),
     [
-        (None, "cannot read it.*set option ratecard"),
-        ("[[prices]\n", "not valid TOML"),
-        ('currency = "USD"\n', "no \\[\\[prices\\]\\] entries"),
-        ('[[prices]]\ngpu_type = "X"\n', "needs gpu_type and on_demand"),
-        ('[[prices]]\ngpu_type = "X"\non_demand = "cheap"\n', "'cheap' is not a price"),
+        (None, "option ratecard.*cannot read the rate card"),
+        ("[[entries]\n", "not valid TOML"),
+        (HEADER, "the card has no entries"),
+        (HEADER.replace('name = "crusoe-test"\n', ""), "field 'name': is required"),
+        (HEADER + '[[entries]]\ngpu = "X"\n', "a price is required"),
+        (HEADER + '[[entries]]\ngpu = "X"\nusd_per_gpu_hour = "cheap"\n', "must be a number, got 'cheap'"),
+        # a zero or negative price refuses the whole card at load, before anything reaches ingest
+        (CARD.replace('"3.90"', '"0"'), "entry 1: field 'usd_per_gpu_hour': must be a positive number"),
+        (CARD.replace('"3.90"', '"-1.5"'), "must be a positive number, got '-1.5'"),
+        (CARD.replace('"USD"', '"EUR"'), "only USD cards are supported, got 'EUR'"),
+        (CARD.replace('provider = "crusoe"', 'provider = "coreweave"'), "for provider 'coreweave', not 'crusoe'"),
     ],
 )
 def test_rate_card_problems_are_source_errors(card: str | None, message: str, tmp_path: Path) -> None:
@@ -317,7 +329,8 @@ def test_rate_card_problems_are_source_errors(card: str | None, message: str, tm
 
 
 def test_an_expired_rate_card_still_prices_but_warns(tmp_path: Path) -> None:
-    snap = source(constructed_api(), write_card(tmp_path, CARD.replace("2027-02-01", "2026-01-01"))).fetch()
+    expired = CARD.replace("2027-02-01", "2026-01-01").replace('"2026-08"', '"2025-08"')  # valid_until >= effective
+    snap = source(constructed_api(), write_card(tmp_path, expired)).fetch()
     assert snap.observations
     assert any("expired on 2026-01-01" in w for w in snap.warnings)
 

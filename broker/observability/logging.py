@@ -1,0 +1,149 @@
+"""Structured JSON logs with a request id, and a filter that removes known secret values from every record.
+
+``configure_logging`` installs one stderr handler on the root logger; ``RequestContextMiddleware`` gives each
+request an id (the caller's ``X-Request-ID`` when well-formed), returns it as a header, puts it on every log line
+written while the request runs, writes one ``broker.access`` line per request and feeds the HTTP metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from broker.observability.metrics import record_request
+from broker.observability.redact import Redactor, secrets_in_env
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+access_log = logging.getLogger("broker.access")
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, request_id, any ``extra=`` fields, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None) or request_id_var.get()
+        if rid:
+            out["request_id"] = rid
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD and not name.startswith("_"):
+                out[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces known secret values in the message, its arguments, extra fields and the traceback.
+
+    Installed on handlers, not loggers: a handler filter sees records propagated from every logger."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redact = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD and isinstance(value, str):
+                setattr(record, name, self.redact(value))
+        return True
+
+
+_OURS = "_broker_handler"
+
+
+def configure_logging(
+    level: int | str = logging.INFO,
+    *,
+    json_format: bool = True,
+    env: Mapping[str, str] | None = None,
+    stream: IO[str] | None = None,
+) -> logging.Handler:
+    """Install (or replace) the broker's root handler; secrets found in ``env`` (default: os.environ) are redacted."""
+    import os
+
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(h)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    setattr(handler, _OURS, True)
+    handler.setFormatter(
+        JsonFormatter() if json_format else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactingFilter(Redactor(secrets_in_env(os.environ if env is None else env))))
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            method = str(scope.get("method", ""))
+            route = str(scope.get("path_template") or "(unrouted)")
+            record_request(method, route, status, seconds)
+            access_log.info(
+                "%s %s %d",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "api_key": scope.get("state", {}).get("api_key_id"),
+                    "client": scope["client"][0] if scope.get("client") else None,
+                },
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,1 @@
+"""The dashboard at ``/ui``: one static page that reads the public API (offers, price history, source health)."""

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import yaml
+from litestar.testing import TestClient
+
+from broker.api.app import create_app
+from broker.domain import utcnow
+from broker.runtime import Runtime
+from broker.store.ingest import apply_snapshot
+from tests.factories import obs, snap
+
+JOB = {
+    "name": "fine-tune",
+    "image": "ghcr.io/acme/train:1.2",
+    "command": ["python", "train.py"],
+    "gpu": {"count": 8, "models": ["H100", "A100-80GB"]},
+    "work": {"hours": 10, "reference_gpu": "A100-80GB"},
+    "workload": "training",
+    "checkpoint": {"interval_minutes": "auto", "write_minutes": 2, "restart_minutes": 5, "size_gb": 50},
+    "labels": {"team": "fraud", "project": "scoring"},
+    "alternatives": 3,
+}
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    apply_snapshot(
+        runtime.engine,
+        snap(
+            [
+                obs("p5.48xlarge", "98.32", gpu="H100-SXM", gpus=8),
+                obs("p4de.24xlarge", "40.97", gpu="A100-80GB", gpus=8),
+                obs("gpu_8x_h100_sxm5", "23.92", provider="lambda", gpu="H100-SXM", gpus=8),
+                obs("g6.xlarge", "0.805", gpu="L4", gpus=1),
+            ],
+            at=utcnow() - timedelta(minutes=1),
+            source="snapshots",
+        ),
+        runtime.catalog,
+    )
+    with TestClient(app=create_app(runtime)) as c:
+        yield c
+
+
+def test_place_answers_choice_alternatives_breakdown_and_launch(client: TestClient) -> None:  # type: ignore[type-arg]
+    r = client.post("/v1/place", json=JOB)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    choice = body["choice"]
+    assert (choice["provider"], choice["instance_type"]) == ("lambda", "gpu_8x_h100_sxm5")
+    parts = choice["breakdown"]
+    assert sum(float(v) for v in parts.values()) == pytest.approx(float(choice["expected_cost_usd"]), abs=1e-6)
+    costs = [float(o["expected_cost_usd"]) for o in [choice, *body["alternatives"]]]
+    assert costs == sorted(costs)
+    assert all(o["gpu_model"] in {"H100-SXM", "A100-80GB"} for o in [choice, *body["alternatives"]])
+    job = yaml.safe_load(body["launch"]["kubernetes_job"]) if isinstance(body["launch"]["kubernetes_job"], str) \
+        else body["launch"]["kubernetes_job"]
+    assert job["kind"] == "Job"
+    stored = client.get(f"/v1/placements/{body['placement_id']}")
+    assert stored.status_code == 200
+    assert stored.json()["decision"]["choice"] == choice
+    assert stored.json()["request"]["labels"] == {"team": "fraud", "project": "scoring"}
+
+
+def test_invalid_job_is_400_naming_each_field(client: TestClient) -> None:  # type: ignore[type-arg]
+    bad = {**JOB, "gpu": {"count": 0}, "work": {"hours": -1, "reference_gpu": "A100-80GB"}}
+    r = client.post("/v1/place", json=bad)
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/problem+json")
+    fields = {e["field"] for e in r.json()["errors"]}
+    assert any("count" in f for f in fields)
+    assert any("hours" in f for f in fields)
+
+
+def test_no_feasible_option_is_409_grouped_by_reason(client: TestClient) -> None:  # type: ignore[type-arg]
+    r = client.post("/v1/place", json={**JOB, "constraints": {"max_hourly_usd": 1}})
+    assert r.status_code == 409
+    body = r.json()
+    assert body["title"] == "No feasible option"
+    assert body["rejected"]
+    assert all(v > 0 for v in body["rejected"].values())
+
+
+def test_unknown_placement_is_404(client: TestClient) -> None:  # type: ignore[type-arg]
+    assert client.get("/v1/placements/nope").status_code == 404
+
+
+def test_not_json_is_400(client: TestClient) -> None:  # type: ignore[type-arg]
+    r = client.post("/v1/place", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
