@@ -186,7 +186,7 @@ class RateCard:
         unpriced rather than borrowing another GPU's family price.
         """
         priced = [e for e in self.entries if e.purchase is purchase]
-        if any(e.gpu.lower() == gpu.lower() for e in priced):
+        if any(e.gpu.lower() == gpu.lower() for e in self.entries):  # known on any purchase: no fallback
             fits = [e for e in priced if e.fits(gpu, product)]
         else:
             fits = [e for e in priced if e.fits_product(product)]

@@ -110,6 +110,9 @@ class ApiKeyGuard:
         scope = connection.scope
         if scope["path"] in self.config.public_paths:
             return
+        if scope.get("method") == "OPTIONS":  # CORS preflight: browsers send no credentials on it; it reveals only
+            return  # the allowed methods, and the real request that follows is checked
+
         key: ApiKeyInfo | None = None
         if self.config.enabled:
             token = presented_token(connection.headers)

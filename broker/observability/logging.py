@@ -143,7 +143,7 @@ class RequestContextMiddleware(ASGIMiddleware):
                     "status": status,
                     "duration_ms": round(seconds * 1000, 3),
                     "api_key": scope.get("state", {}).get("api_key_id"),
-                    "client": scope["client"][0] if scope.get("client") else None,
+                    "client": client[0] if (client := scope.get("client")) else None,
                 },
             )
             request_id_var.reset(token)

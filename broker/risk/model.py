@@ -1,8 +1,8 @@
 """The Gamma-Poisson update of an interruption rate.
 
-Interruptions of a node follow a Poisson process with rate λ per node-hour. The prior λ ~ Gamma(α0, β0) is centred
-on the placement config's rate r0 and is worth ``pseudo_hours`` of observation: α0 = r0·H0, β0 = H0. Observing k
-interruptions over h node-hours gives λ | data ~ Gamma(α0 + k, β0 + h): posterior mean (α0 + k)/(β0 + h), which
+Interruptions of a node follow a Poisson process with rate λ per node-hour. The prior λ ~ Gamma(a0, b0) is centred
+on the placement config's rate r0 and is worth ``pseudo_hours`` of observation: a0 = r0·H0, b0 = H0. Observing k
+interruptions over h node-hours gives λ | data ~ Gamma(a0 + k, b0 + h): posterior mean (a0 + k)/(b0 + h), which
 moves from the prior to the observed k/h as the observed hours outweigh H0.
 """
 
@@ -35,8 +35,8 @@ class Observations:
 
 @dataclass(frozen=True, slots=True)
 class Posterior:
-    shape: float  # α
-    rate: float  # β, in node-hours
+    shape: float  # a
+    rate: float  # b, in node-hours
 
     @property
     def mean(self) -> float:

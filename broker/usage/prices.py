@@ -90,7 +90,7 @@ def load_history(
         stmt = stmt.where(Offer.purchase.in_(list(purchases)))
     if provider is not None:
         stmt = stmt.where(Offer.provider == provider)
-    return [PricePoint(*row) for row in session.execute(stmt)]
+    return [PricePoint(**row._asdict()) for row in session.execute(stmt)]
 
 
 @dataclass(frozen=True, slots=True)

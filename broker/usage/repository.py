@@ -66,4 +66,5 @@ def instance_gpus(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[tu
         .where(Offer.provider.in_(providers), Offer.gpu_known.is_(True), Offer.gpu_count > 0)
         .distinct()
     )
-    return {(r.provider, r.instance_type): (r.gpu_model, r.gpu_count) for r in rows if (r.provider, r.instance_type) in wanted}
+    found = {(r.provider, r.instance_type): (r.gpu_model, r.gpu_count) for r in rows}
+    return {k: v for k, v in found.items() if k in wanted}

@@ -46,8 +46,9 @@ usd_per_instance_hour = "55.04"
 
 
 def ctx(options: dict[str, Any], now: datetime = datetime(2026, 11, 27, tzinfo=UTC)) -> SourceContext:
-    return SourceContext(name="cards", options=options, env={}, catalog=GpuCatalog([]), config_dir=CONFIG,
-                         now=lambda: now)
+    return SourceContext(
+        name="cards", options=options, env={}, catalog=GpuCatalog([]), config_dir=CONFIG, now=lambda: now
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "card.toml") -> Path:
@@ -83,13 +84,17 @@ def test_csv_card_with_per_gpu_prices_converts_exactly() -> None:
 def test_contract_observations_keep_list_price_and_plan() -> None:
     snap = RateCardSource(ctx({"paths": ["ratecards/coreweave.toml", str(CONTRACT_CSV)]})).fetch()
     contract = {o.key: o for o in snap.observations if o.key.purchase == Purchase.CONTRACT}
-    h100 = contract[OfferKey("coreweave", "RNO2", "gd-8xh100ib-i128", Purchase.CONTRACT, term="1y",
-                             plan="acme-coreweave-2026")]
+    h100 = contract[
+        OfferKey("coreweave", "RNO2", "gd-8xh100ib-i128", Purchase.CONTRACT, term="1y", plan="acme-coreweave-2026")
+    ]
     assert h100.hourly_usd == Decimal("16.80")
     assert h100.list_hourly_usd == Decimal("49.240")
     # no list price in the contract row: taken from the list card loaded by the same source
-    h200 = contract[OfferKey("coreweave", "US-EAST-04", "gd-8xh200ib-i128", Purchase.CONTRACT, term="1y",
-                             plan="acme-coreweave-2026")]
+    h200 = contract[
+        OfferKey(
+            "coreweave", "US-EAST-04", "gd-8xh200ib-i128", Purchase.CONTRACT, term="1y", plan="acme-coreweave-2026"
+        )
+    ]
     assert h200.list_hourly_usd == Decimal("50.44")
     assert h200.attrs["ratecard_kind"] == "contract" and h200.attrs["ratecard_stale"] is False
     assert len(contract) == 3
@@ -126,23 +131,31 @@ def test_directory_path_and_duplicates(tmp_path: Path) -> None:
         (HEADER.format(kind="spot") + ENTRY, "card.toml", "'kind'"),
         (HEADER.format(kind="list").replace('"USD"', '"EUR"') + ENTRY, "card.toml", "'currency'"),
         (HEADER.format(kind="list").replace("2026-01-01", '"01/01/2026"') + ENTRY, "card.toml", "'effective_date'"),
-        (HEADER.format(kind="list") + ENTRY.replace('"55.04"', '"-1"'), "entry 1 (p5.48xlarge)",
-         "'usd_per_instance_hour'"),
+        (
+            HEADER.format(kind="list") + ENTRY.replace('"55.04"', '"-1"'),
+            "entry 1 (p5.48xlarge)",
+            "'usd_per_instance_hour'",
+        ),
         (HEADER.format(kind="list") + ENTRY.replace('"55.04"', '"abc"'), "entry 1", "'usd_per_instance_hour'"),
         (HEADER.format(kind="list") + ENTRY + 'usd_per_gpu_hour = "6.88"\n', "entry 1", "'usd_per_gpu_hour'"),
-        (HEADER.format(kind="list") + ENTRY.replace('usd_per_instance_hour = "55.04"', ""), "entry 1",
-         "'usd_per_instance_hour'"),
+        (
+            HEADER.format(kind="list") + ENTRY.replace('usd_per_instance_hour = "55.04"', ""),
+            "entry 1",
+            "'usd_per_instance_hour'",
+        ),
         (HEADER.format(kind="list") + ENTRY.replace("gpu_count = 8", "gpu_count = 2.5"), "entry 1", "'gpu_count'"),
         (HEADER.format(kind="list") + ENTRY.replace("gpu_count = 8", ""), "entry 1", "'gpu_count'"),
         (HEADER.format(kind="list") + ENTRY + 'purchase = "monthly"\n', "entry 1", "'purchase'"),
         (HEADER.format(kind="contract") + ENTRY + 'purchase = "spot"\n', "entry 1", "'purchase'"),
         (HEADER.format(kind="list") + ENTRY + 'term = "forever"\n', "entry 1", "'term'"),
-        (HEADER.format(kind="list") + ENTRY + 'list_usd_per_instance_hour = "60"\n', "entry 1",
-         "'list_usd_per_instance_hour'"),
+        (
+            HEADER.format(kind="list") + ENTRY + 'list_usd_per_instance_hour = "60"\n',
+            "entry 1",
+            "'list_usd_per_instance_hour'",
+        ),
         (HEADER.format(kind="list") + ENTRY + ENTRY.replace('gpu = "H100 SXM"', 'gpu = ""'), "entry 2", "'gpu'"),
-        (HEADER.format(kind="contract") + '[[entries]]\ndiscount_percent = "100"\n', "entry 1",
-         "'discount_percent'"),
-        (HEADER.format(kind="list") + 'valid_until = 2025-01-01\n' + ENTRY, "card.toml", "'valid_until'"),
+        (HEADER.format(kind="contract") + '[[entries]]\ndiscount_percent = "100"\n', "entry 1", "'discount_percent'"),
+        (HEADER.format(kind="list") + "valid_until = 2025-01-01\n" + ENTRY, "card.toml", "'valid_until'"),
         (HEADER.format(kind="list"), "card.toml", "'entries'"),
     ],
 )
@@ -222,9 +235,17 @@ def test_apply_discounts_none_when_nothing_applies(rules: tuple[DiscountRule, ..
 
 def test_instance_type_rule_beats_family_and_ties_take_the_larger_discount() -> None:
     def rule(pct: int, types: frozenset[str] = frozenset(), families: frozenset[str] = frozenset()) -> DiscountRule:
-        return DiscountRule(card="c", provider="aws", percent_off=Decimal(pct), purchase="on_demand",
-                            effective_date=date(2026, 1, 1), valid_until=None, source="s",
-                            instance_types=types, instance_families=families)
+        return DiscountRule(
+            card="c",
+            provider="aws",
+            percent_off=Decimal(pct),
+            purchase="on_demand",
+            effective_date=date(2026, 1, 1),
+            valid_until=None,
+            source="s",
+            instance_types=types,
+            instance_families=families,
+        )
 
     family, exact = rule(30, families=frozenset({"p5"})), rule(10, types=frozenset({"p5.48xlarge"}))
     wide_a, wide_b = rule(5), rule(7)
@@ -265,3 +286,45 @@ usd_per_gpu_hour = "1.60"
     snap = RateCardSource(ctx({"paths": [str(tmp_path / "card.toml")]})).fetch()
     assert snap.observations == []  # GPU rates are not offers on their own
     assert any("GPU-rate" in w for w in snap.warnings)
+
+
+def test_gpu_rates_fall_back_on_the_product_only_for_a_gpu_the_card_does_not_know(tmp_path: Path) -> None:
+    text = """name = "crusoe-list"
+provider = "crusoe"
+kind = "list"
+currency = "USD"
+effective_date = 2026-08-01
+source = "https://www.crusoe.ai/cloud/pricing"
+
+[[entries]]
+gpu = "A100-SXM-80GB"
+instance_family = "a100-80gb-sxm-ib"
+usd_per_gpu_hour = "1.95"
+
+[[entries]]
+gpu = "A100-PCIe-80GB"
+instance_family = "a100-80gb"
+usd_per_gpu_hour = "1.65"
+
+[[entries]]
+gpu = "A100-PCIe-80GB"
+instance_family = "a100-80gb"
+purchase = "spot"
+usd_per_gpu_hour = "1.20"
+"""
+    card = load_ratecard(write(tmp_path, text))
+
+    def price(gpu: str, product: str, purchase: Purchase = Purchase.ON_DEMAND) -> Decimal | None:
+        rate = card.rate_for(gpu, product, purchase)
+        return None if rate is None else rate.price
+
+    # the API respells the GPU: its product still identifies the entry, the longest family winning
+    assert price("A100_80GB_PCIE", "a100-80gb.8x") == Decimal("1.65")
+    assert price("A100 SXM4 80GB", "a100-80gb-sxm-ib.8x") == Decimal("1.95")
+    assert price("B200-SXM-180GB", "b200-180gb-sxm-ib.8x") is None  # no family covers it either
+    # a GPU the card knows, outside its family, is not priced by another GPU's broader family
+    assert price("A100-SXM-80GB", "a100-80gb-sxm.8x") is None
+    assert price("A100-PCIe-80GB", "a100-80gb.8x", Purchase.SPOT) == Decimal("1.20")
+    assert price("A100_80GB_PCIE", "a100-80gb.8x", Purchase.SPOT) == Decimal("1.20")
+    # a GPU the card knows (on-demand only) gets no spot price from another GPU's family
+    assert price("A100-SXM-80GB", "a100-80gb-sxm-ib.8x", Purchase.SPOT) is None
