@@ -359,10 +359,8 @@ def iter_spot_history(
     (for ``broker backfill aws-spot``). Types are matched by family wildcard ("p5.*"), so new sizes count."""
     if clients is None:
         clients = demo_factory("backfill") if ctx.demo else default_factory(ctx)
-    if ctx.demo:
-        regions = [str(r) for r in manifest()["regions"]]
-    else:
-        regions = _option_list(ctx, "regions", DEFAULT_REGIONS)
+    # a recording replays only the regions it recorded
+    regions = [str(r) for r in manifest()["regions"]] if ctx.demo else _option_list(ctx, "regions", DEFAULT_REGIONS)
     families = _option_list(ctx, "families", DEFAULT_FAMILIES)
     start = ctx.now() - timedelta(days=days)
     for region in regions:

@@ -13,12 +13,12 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
-from broker.gpus import GpuCatalog
 from broker.domain import utcnow
+from broker.gpus import GpuCatalog
 from broker.offers.pricing import apply_rules, discount_rules
 from broker.offers.service import IndexHolder
-from broker.placement.engine import warm
 from broker.placement.costmodel import PlacementConfig
+from broker.placement.engine import warm
 from broker.settings import Settings, load_settings
 from broker.store.db import make_engine
 
@@ -43,8 +43,9 @@ class Runtime:
         # a price older than twice its source's poll interval is stale (placement never picks it)
         max_age = {name: timedelta(minutes=2 * s.interval_minutes) for name, s in self.settings.sources.items()}
         rules = discount_rules(self.settings)
-        holder = IndexHolder(self.engine, max_age=max_age,
-                             transform=lambda offers: apply_rules(rules, offers, utcnow().date()))
+        holder = IndexHolder(
+            self.engine, max_age=max_age, transform=lambda offers: apply_rules(rules, offers, utcnow().date())
+        )
         # placement precomputes per index; doing it at the swap keeps that cost off the first request
         holder.on_swap.append(lambda index: warm(index, self.catalog, self.placement_config))
         return holder

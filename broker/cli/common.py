@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import sqlite3
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar

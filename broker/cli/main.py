@@ -279,9 +279,14 @@ def backfill_aws_spot(days: float, source_name: str, demo: bool) -> None:
         raise CliError(f"{source_name}: {reason}")
     with console.status(f"loading {days:g} days of spot history ...", spinner="dots"):
         result = load_history(rt.engine, source_name, iter_spot_history(source.ctx, days))
-    click.echo(f"{result.points} price points for {result.offers} offers: {result.rows_written} rows written"
-               + (f"; {result.unknown_offers} offers not listed by {source_name} yet (run `broker poll "
-                  f"{source_name}` first)" if result.unknown_offers else ""))
+    click.echo(
+        f"{result.points} price points for {result.offers} offers: {result.rows_written} rows written"
+        + (
+            f"; {result.unknown_offers} offers not listed by {source_name} yet (run `broker poll {source_name}` first)"
+            if result.unknown_offers
+            else ""
+        )
+    )
 
 
 @cli.command("check-config")

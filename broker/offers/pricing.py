@@ -37,6 +37,9 @@ def apply_rules(rules: Sequence[DiscountRule], offers: list[IndexedOffer], today
         if effective is None:
             out.append(o)
         else:
-            out.append(replace(o, hourly_usd=float(effective), list_hourly_usd=o.hourly_usd,
-                               attrs={**o.attrs, "discounted": True}))
+            out.append(
+                replace(
+                    o, hourly_usd=float(effective), list_hourly_usd=o.hourly_usd, attrs={**o.attrs, "discounted": True}
+                )
+            )
     return out

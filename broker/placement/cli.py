@@ -48,13 +48,34 @@ def place(job_file: Path, as_json: bool) -> None:
         return
     options: list[dict[str, Any]] = [answer["choice"], *answer["alternatives"]]
     rows = [
-        [i, o["provider"], o["region"] + (f"/{o['zone']}" if o.get("zone") else ""), o["instance_type"],
-         o["purchase"], f"{o['nodes']}x{o['gpus_per_node']} {o['gpu_model']}", o["hourly_usd"],
-         f"{float(o['expected_hours']):.2f}", o["expected_cost_usd"]]
+        [
+            i,
+            o["provider"],
+            o["region"] + (f"/{o['zone']}" if o.get("zone") else ""),
+            o["instance_type"],
+            o["purchase"],
+            f"{o['nodes']}x{o['gpus_per_node']} {o['gpu_model']}",
+            o["hourly_usd"],
+            f"{float(o['expected_hours']):.2f}",
+            o["expected_cost_usd"],
+        ]
         for i, o in enumerate(options)
     ]
-    print_table(["#", "provider", "region", "instance type", "purchase", "gpus", "$/hour (all nodes)",
-                 "expected h", "expected $"], rows, title=f"placement {answer['placement_id']}")
+    print_table(
+        [
+            "#",
+            "provider",
+            "region",
+            "instance type",
+            "purchase",
+            "gpus",
+            "$/hour (all nodes)",
+            "expected h",
+            "expected $",
+        ],
+        rows,
+        title=f"placement {answer['placement_id']}",
+    )
     choice = answer["choice"]
     click.echo("breakdown: " + ", ".join(f"{k} ${v}" for k, v in choice["breakdown"].items()))
     for reason in choice.get("reasons", []):

@@ -18,14 +18,23 @@ def _log(state: State) -> DecisionLog:
     return log
 
 
-@post("/v1/place", sync_to_thread=False, tags=["placement"], status_code=200,
-      summary="The cheapest portable option for a job, by expected effective cost")
+@post(
+    "/v1/place",
+    sync_to_thread=False,
+    tags=["placement"],
+    status_code=200,
+    summary="The cheapest portable option for a job, by expected effective cost",
+)
 def place_job(data: JSONBody[PlaceRequest], runtime: RuntimeDep, state: State) -> dict[str, Any]:
     return decide(runtime, data, _log(state))
 
 
-@get("/v1/placements/{placement_id:str}", sync_to_thread=True, tags=["placement"],
-     summary="A stored decision with its inputs")
+@get(
+    "/v1/placements/{placement_id:str}",
+    sync_to_thread=True,
+    tags=["placement"],
+    summary="A stored decision with its inputs",
+)
 def get_placement(placement_id: FromPath[str], runtime: RuntimeDep, state: State) -> dict[str, Any]:
     return stored(runtime, _log(state), placement_id)
 

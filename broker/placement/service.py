@@ -89,33 +89,46 @@ def parse_job(body: Any) -> PlaceRequest:
         raise invalid_request(exc, "job") from None
 
 
-def decide(runtime: Runtime, job: PlaceRequest, decisions: DecisionLog, *, now: datetime | None = None) -> dict[str, Any]:
+def decide(
+    runtime: Runtime, job: PlaceRequest, decisions: DecisionLog, *, now: datetime | None = None
+) -> dict[str, Any]:
     """Decide over the current index and record; returns the answer. Raises ``Problem`` 400 or 409."""
     now = now or utcnow()
     try:
         decision = place(job, runtime.index.current, runtime.catalog, runtime.placement_config, now)
     except UnknownGpu as exc:
-        raise Problem(400, "Invalid request", str(exc), slug="invalid-request",
-                      extensions={"errors": [{"field": "gpu", "message": str(exc)}]}) from None
+        raise Problem(
+            400,
+            "Invalid request",
+            str(exc),
+            slug="invalid-request",
+            extensions={"errors": [{"field": "gpu", "message": str(exc)}]},
+        ) from None
     except Infeasible as exc:
         grouped = {k: v for k, v in exc.rejected.items() if v}
-        raise Problem(409, "No feasible option", str(exc), slug="no-feasible-option",
-                      extensions={"rejected": grouped}) from None
+        raise Problem(
+            409, "No feasible option", str(exc), slug="no-feasible-option", extensions={"rejected": grouped}
+        ) from None
     placement_id = str(uuid.uuid4())
-    answer: dict[str, Any] = {"placement_id": placement_id, "created_at": now.isoformat(),
-                              **decision.model_dump(mode="json")}
+    answer: dict[str, Any] = {
+        "placement_id": placement_id,
+        "created_at": now.isoformat(),
+        **decision.model_dump(mode="json"),
+    }
     choice = decision.choice
-    decisions.add({
-        "id": placement_id,
-        "created_at": now,
-        "request": job.model_dump(mode="json"),
-        "decision": answer,
-        "provider": choice.provider,
-        "purchase": str(choice.purchase),
-        "gpu_model": choice.gpu_model,
-        "expected_cost_usd": Decimal(str(choice.expected_cost_usd)),
-        "labels": dict(job.labels),
-    })
+    decisions.add(
+        {
+            "id": placement_id,
+            "created_at": now,
+            "request": job.model_dump(mode="json"),
+            "decision": answer,
+            "provider": choice.provider,
+            "purchase": str(choice.purchase),
+            "gpu_model": choice.gpu_model,
+            "expected_cost_usd": Decimal(str(choice.expected_cost_usd)),
+            "labels": dict(job.labels),
+        }
+    )
     return answer
 
 
@@ -126,5 +139,10 @@ def stored(runtime: Runtime, decisions: DecisionLog, placement_id: str) -> dict[
             row = repository.get(conn, placement_id)
     if row is None:
         raise Problem(404, "Not found", f"no placement {placement_id!r}", slug="not-found")
-    return {"placement_id": placement_id, "created_at": row["created_at"].isoformat(), "request": row["request"],
-            "decision": row["decision"], "labels": row["labels"]}
+    return {
+        "placement_id": placement_id,
+        "created_at": row["created_at"].isoformat(),
+        "request": row["request"],
+        "decision": row["decision"],
+        "labels": row["labels"],
+    }

@@ -132,13 +132,14 @@ class GpuResolver:
 
     def __init__(self, catalog: GpuCatalog) -> None:
         self._catalog = catalog
-        self._cache: dict[tuple[str, str, float | None], tuple[str, bool]] = {}
+        self._cache: dict[tuple[str, str, float | None, str], tuple[str, bool]] = {}
 
-    def __call__(self, naming: str, raw: str, memory_gb: float | None) -> tuple[str, bool]:
-        key = (naming, raw, memory_gb)
+    def __call__(self, naming: str, raw: str, memory_gb: float | None, instance_type: str = "") -> tuple[str, bool]:
+        key = (naming, raw, memory_gb, instance_type)
         hit = self._cache.get(key)
         if hit is None:
-            model = self._catalog.resolve(naming, raw, memory_gb)
+            # the instance type may settle SXM vs PCIe where the GPU name alone does not ("1H100.80S.30V")
+            model = self._catalog.resolve(naming, raw, memory_gb, hint=instance_type or None)
             hit = (model.id, True) if model is not None else (raw.strip() or "unknown", False)
             self._cache[key] = hit
         return hit
@@ -312,7 +313,7 @@ def apply_snapshot(
         changed = 0
 
         for key, obs in valid.items():
-            gpu_model, gpu_known = resolve(snapshot.naming, obs.gpu_name, obs.gpu_memory_gb)
+            gpu_model, gpu_known = resolve(snapshot.naming, obs.gpu_name, obs.gpu_memory_gb, key[3])
             digest = _meta_hash(obs, gpu_model, gpu_known, snapshot.demo)
             avail = (str(obs.availability), obs.available_quantity)
             cur = current.get(key)

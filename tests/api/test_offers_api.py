@@ -15,13 +15,15 @@ from tests.factories import obs, snap
 def client(runtime: Runtime) -> Iterator[TestClient]:  # type: ignore[type-arg]
     apply_snapshot(
         runtime.engine,
-        snap([
-            obs("p5.48xlarge", "98.32", gpu="H100-SXM", gpus=8),
-            obs("p5.48xlarge", "30.00", gpu="H100-SXM", gpus=8, purchase="spot", zone="us-east-1a"),
-            obs("p4de.24xlarge", "40.97", gpu="A100-80GB", gpus=8),
-            obs("g6.xlarge", "0.805", gpu="L4", gpus=1),
-            obs("odd.1", "1.0", gpu="Mystery GPU", gpus=1),
-        ]),
+        snap(
+            [
+                obs("p5.48xlarge", "98.32", gpu="H100-SXM", gpus=8),
+                obs("p5.48xlarge", "30.00", gpu="H100-SXM", gpus=8, purchase="spot", zone="us-east-1a"),
+                obs("p4de.24xlarge", "40.97", gpu="A100-80GB", gpus=8),
+                obs("g6.xlarge", "0.805", gpu="L4", gpus=1),
+                obs("odd.1", "1.0", gpu="Mystery GPU", gpus=1),
+            ]
+        ),
         runtime.catalog,
     )
     with TestClient(app=create_app(runtime)) as c:
@@ -36,9 +38,25 @@ def test_offers_sorted_by_gpu_hour_with_api_field_names(client: TestClient) -> N
     prices = [o["gpu_hourly_usd"] for o in body["items"]]
     assert prices == sorted(prices)
     first = body["items"][0]
-    for name in ("provider", "region", "zone", "instance_type", "purchase", "term", "gpu_model", "gpu_count",
-                 "gpu_memory_gb", "vcpus", "memory_gb", "hourly_usd", "gpu_hourly_usd", "observed_at",
-                 "last_confirmed_at", "availability", "source"):
+    for name in (
+        "provider",
+        "region",
+        "zone",
+        "instance_type",
+        "purchase",
+        "term",
+        "gpu_model",
+        "gpu_count",
+        "gpu_memory_gb",
+        "vcpus",
+        "memory_gb",
+        "hourly_usd",
+        "gpu_hourly_usd",
+        "observed_at",
+        "last_confirmed_at",
+        "availability",
+        "source",
+    ):
         assert name in first
     spot = next(o for o in body["items"] if o["purchase"] == "spot")
     assert spot["gpu_hourly_usd"] == pytest.approx(30.0 / 8)

@@ -57,8 +57,11 @@ def test_place_answers_choice_alternatives_breakdown_and_launch(client: TestClie
     costs = [float(o["expected_cost_usd"]) for o in [choice, *body["alternatives"]]]
     assert costs == sorted(costs)
     assert all(o["gpu_model"] in {"H100-SXM", "A100-80GB"} for o in [choice, *body["alternatives"]])
-    job = yaml.safe_load(body["launch"]["kubernetes_job"]) if isinstance(body["launch"]["kubernetes_job"], str) \
+    job = (
+        yaml.safe_load(body["launch"]["kubernetes_job"])
+        if isinstance(body["launch"]["kubernetes_job"], str)
         else body["launch"]["kubernetes_job"]
+    )
     assert job["kind"] == "Job"
     stored = client.get(f"/v1/placements/{body['placement_id']}")
     assert stored.status_code == 200

@@ -21,18 +21,34 @@ from broker.store.models import PollRun
 def file_source(tmp_path: Path, offers: list[dict[str, object]], **kw: object) -> SourceConfig:
     path = tmp_path / "snap.json"
     path.write_text(json.dumps({"format": "gpu-broker.snapshot/v1", "complete": True, "offers": offers}))
-    return SourceConfig(name="files", kind="file", enabled=True, interval_minutes=15, jitter_seconds=0,
-                        timeout_seconds=float(kw.get("timeout", 30)), max_attempts=int(kw.get("attempts", 1)),
-                        options={"path": str(path)})
+    return SourceConfig(
+        name="files",
+        kind="file",
+        enabled=True,
+        interval_minutes=15,
+        jitter_seconds=0,
+        timeout_seconds=float(kw.get("timeout", 30)),
+        max_attempts=int(kw.get("attempts", 1)),
+        options={"path": str(path)},
+    )
 
 
-OFFER = {"provider": "lambda", "region": "us-east-1", "instance_type": "gpu_1x_h100_pcie", "purchase": "on_demand",
-         "gpu": "H100-PCIE", "gpu_count": 1, "hourly_usd": "2.49"}
+OFFER = {
+    "provider": "lambda",
+    "region": "us-east-1",
+    "instance_type": "gpu_1x_h100_pcie",
+    "purchase": "on_demand",
+    "gpu": "H100-PCIE",
+    "gpu_count": 1,
+    "hourly_usd": "2.49",
+}
 
 
 def runs(engine: Engine) -> list[tuple[str, str]]:
     with engine.connect() as conn:
-        return [(r.source, r.outcome) for r in conn.execute(select(PollRun.source, PollRun.outcome).order_by(PollRun.id))]
+        return [
+            (r.source, r.outcome) for r in conn.execute(select(PollRun.source, PollRun.outcome).order_by(PollRun.id))
+        ]
 
 
 def test_poll_file_source_and_index_refresh(runtime: Runtime, tmp_path: Path) -> None:
@@ -77,8 +93,9 @@ def test_a_hung_source_times_out(runtime: Runtime, tmp_path: Path, monkeypatch: 
     assert time.monotonic() - started < 5
 
 
-def test_a_crashing_adapter_is_recorded_not_raised(runtime: Runtime, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crashing_adapter_is_recorded_not_raised(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from adapters.file_snapshot import FileSnapshotSource
 
     def boom(self: object) -> None:
@@ -91,8 +108,9 @@ def test_a_crashing_adapter_is_recorded_not_raised(runtime: Runtime, tmp_path: P
     assert "internal error: KeyError" in (result.error or "")
 
 
-def test_transient_errors_are_retried_with_backoff(runtime: Runtime, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transient_errors_are_retried_with_backoff(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from adapters.file_snapshot import FileSnapshotSource
     from broker.domain import TransientSourceError
 
@@ -114,8 +132,16 @@ def test_transient_errors_are_retried_with_backoff(runtime: Runtime, tmp_path: P
 
 
 def test_missing_credentials_are_a_skip_with_reason(runtime: Runtime) -> None:
-    cfg = SourceConfig(name="lambda", kind="lambda", enabled=True, interval_minutes=10, jitter_seconds=0,
-                       timeout_seconds=10, max_attempts=1, options={})
+    cfg = SourceConfig(
+        name="lambda",
+        kind="lambda",
+        enabled=True,
+        interval_minutes=10,
+        jitter_seconds=0,
+        timeout_seconds=10,
+        max_attempts=1,
+        options={},
+    )
     result = poll_source(runtime, cfg)
     assert isinstance(result, Skipped)
     assert "LAMBDA_API_KEY" in result.reason

@@ -22,7 +22,8 @@ def history(engine: Engine) -> list[tuple[object, ...]]:
             (r.valid_from, r.valid_to, Decimal(str(r.hourly_usd)))
             for r in conn.execute(
                 select(PriceInterval.valid_from, PriceInterval.valid_to, PriceInterval.hourly_usd)
-                .join(Offer).order_by(PriceInterval.valid_from)
+                .join(Offer)
+                .order_by(PriceInterval.valid_from)
             )
         ]
 
@@ -38,8 +39,12 @@ def h(hours: int) -> object:
 
 
 def test_backfill_adds_change_only_history_before_current_price(spot: Engine) -> None:
-    points = [(KEY, h(30), Decimal("28")), (KEY, h(20), Decimal("28")), (KEY, h(10), Decimal("31")),
-              (KEY, h(5), Decimal("30"))]
+    points = [
+        (KEY, h(30), Decimal("28")),
+        (KEY, h(20), Decimal("28")),
+        (KEY, h(10), Decimal("31")),
+        (KEY, h(5), Decimal("30")),
+    ]
     result = load_history(spot, "aws", points)
     assert (result.offers, result.unknown_offers) == (1, 0)
     assert history(spot) == [
@@ -59,7 +64,9 @@ def test_backfill_is_idempotent(spot: Engine) -> None:
 
 
 def test_points_for_unlisted_offers_are_counted_not_invented(spot: Engine) -> None:
-    other = OfferKey(provider="aws", region="us-west-2", instance_type="p5.48xlarge", purchase="spot", zone="us-west-2b")
+    other = OfferKey(
+        provider="aws", region="us-west-2", instance_type="p5.48xlarge", purchase="spot", zone="us-west-2b"
+    )
     result = load_history(spot, "aws", [(other, h(3), Decimal("20"))])
     assert result.unknown_offers == 1
     assert result.rows_written == 0
