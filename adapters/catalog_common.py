@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from adapters.base import SourceContext
-from adapters.http import TRANSIENT_STATUS
+from adapters.http import get_bytes
 from broker.domain import OfferKey, PriceObservation, Snapshot, SourceError
 
 # The largest per-GPU memory shipping today is 288 GB (B300, MI355X); a per-GPU figure above this is
@@ -154,35 +154,15 @@ class Collector:
 
 
 def fetch_bytes(
-    ctx: SourceContext,
-    client: httpx.Client,
-    url: str,
-    *,
-    what: str,
-    max_attempts: int = 3,
-    sleep: Callable[[float], None] = time.sleep,
+    ctx: SourceContext, client: httpx.Client, url: str, *, what: str, sleep: Callable[[float], None] = time.sleep
 ) -> bytes:
-    """GET a catalog file (CSV, JSON or zip), retrying transient failures inside the poll's budget.
-    Same failure vocabulary as ``adapters.http.get_json``, for bodies that are not JSON."""
-    delay = 1.0
-    for attempt in range(1, max_attempts + 1):
-        try:
-            response = client.get(url)
-        except httpx.TimeoutException as exc:
-            failure = f"{what}: timed out ({type(exc).__name__})"
-        except httpx.TransportError as exc:
-            failure = f"{what}: cannot connect ({exc}); check the network or the configured url"
-        else:
-            if response.status_code not in TRANSIENT_STATUS:
-                if response.is_error:
-                    raise SourceError(f"{what}: HTTP {response.status_code} for {url}; check the configured url")
-                return response.content
-            failure = f"{what}: HTTP {response.status_code}"
-        if attempt == max_attempts or ctx.remaining_s() <= delay:
-            raise SourceError(f"{failure}; gave up after {attempt} attempt(s)")
-        sleep(delay)
-        delay *= 2
-    raise AssertionError("unreachable")
+    """GET a catalog file (CSV, JSON or zip): ``adapters.http.get_bytes`` with the catalogs' policy (three
+    attempts; a public file needs no credentials, so a refusal points at the configured url)."""
+    hint = "check the configured url"
+    return get_bytes(
+        ctx, client, url, what=what, max_attempts=3, sleep=sleep, error_hint=hint,
+        auth_hint=f"the catalog is public: {hint}",
+    )  # fmt: skip
 
 
 def resolve_path(ctx: SourceContext, option: str) -> Path:

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -58,7 +58,7 @@ def _retry_after(response: httpx.Response, fallback: float) -> float:
         return fallback
 
 
-def get_json(
+def get_bytes(
     ctx: SourceContext,
     client: httpx.Client,
     url: str,
@@ -69,9 +69,11 @@ def get_json(
     max_attempts: int = 4,
     sleep: Callable[[float], None] = time.sleep,
     auth_hint: str = "check the credentials",
-) -> Any:
-    """GET ``url`` and decode JSON, retrying transient failures with exponential backoff inside the poll's
-    time budget. ``what`` names the call in error messages ("Azure retail prices page 3")."""
+    error_hint: str = "",
+) -> bytes:
+    """GET ``url`` and return the body, retrying transient failures (timeouts, connection errors, 429 with
+    its Retry-After, 5xx) with exponential backoff inside the poll's time budget. ``what`` names the call in
+    error messages ("Azure retail prices page 3"); ``error_hint`` is appended to a non-transient HTTP error."""
     delay = 1.0
     for attempt in range(1, max_attempts + 1):
         try:
@@ -79,17 +81,16 @@ def get_json(
         except httpx.TimeoutException as exc:
             failure = f"{what}: timed out ({type(exc).__name__})"
         except httpx.TransportError as exc:
-            failure = f"{what}: cannot connect ({exc}); check the network or the configured base URL"
+            failure = f"{what}: cannot connect ({exc}); check the network or the configured URL"
         else:
             if response.status_code in (401, 403):
                 raise SourceError(f"{what}: credentials rejected (HTTP {response.status_code}); {auth_hint}")
             if response.status_code not in TRANSIENT_STATUS:
                 if response.is_error:
-                    raise SourceError(f"{what}: HTTP {response.status_code}: {response.text[:200]}")
-                try:
-                    return response.json()
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise SourceError(f"{what}: response is not valid JSON ({exc})") from None
+                    body = response.text[:200].strip()
+                    message = f"{what}: HTTP {response.status_code} for {url}" + (f": {body}" if body else "")
+                    raise SourceError(message + (f"; {error_hint}" if error_hint else ""))
+                return response.content
             failure = f"{what}: HTTP {response.status_code}"
             if response.status_code == 429:
                 failure += " (rate limited)"
@@ -99,3 +100,23 @@ def get_json(
         sleep(delay)
         delay = min(delay * 2, MAX_RETRY_AFTER_S)
     raise AssertionError("unreachable")
+
+
+class GetOptions(TypedDict, total=False):
+    """The optional arguments of ``get_bytes``, passed through by ``get_json``."""
+
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    max_attempts: int
+    sleep: Callable[[float], None]
+    auth_hint: str
+    error_hint: str
+
+
+def get_json(ctx: SourceContext, client: httpx.Client, url: str, *, what: str, **options: Unpack[GetOptions]) -> Any:
+    """``get_bytes`` decoded as JSON; a body that is not JSON is a ``SourceError`` (not retried)."""
+    body = get_bytes(ctx, client, url, what=what, **options)
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{what}: response is not valid JSON ({exc})") from None

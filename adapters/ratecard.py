@@ -26,6 +26,11 @@ Absolute price::
     list_usd_per_instance_hour | list_usd_per_gpu_hour  contract cards: the list price it replaces
     source, effective_date      optional; default to the card's
 
+Without instance_type, regions and gpu_count it is a *GPU rate* (``usd_per_gpu_hour``) for an API-backed
+adapter (Crusoe) that knows the instances but not their prices: ``RateCard.rate_for`` matches it on the
+API's GPU name, narrowed by ``instance_family`` (a product-name prefix) when given; a GPU name the card
+does not know at all is matched on ``instance_family`` alone.
+
 Discount rule (exposed as data, applied by the offer index to another source's list prices)::
 
     discount_percent            e.g. 18 for 18 % off

@@ -63,7 +63,8 @@ def select_offers(index: OfferIndex, catalog: GpuCatalog, f: OfferFilter) -> lis
         if not models and not f.unknown_gpus:
             known = ", ".join(sorted({m.family for m in catalog.models()}))
             raise ConfigError(f"unknown GPU {f.gpu!r}; known models and families: {known}")
-        ids = {m.id for m in models} | {f.gpu}
+        # an unknown GPU is stored under the source's own name: reachable by that name with unknown_gpus
+        ids = {m.id for m in models} | ({f.gpu} if f.unknown_gpus else set())
         offers = [o for gid in ids for o in index.by_gpu.get(gid, ())]
     else:
         offers = list(index.offers)

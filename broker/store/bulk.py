@@ -7,12 +7,12 @@ caller's transaction, and convert values the same way the column types would.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, text
 
 SQLITE_DT = "%Y-%m-%d %H:%M:%S.%f"  # the text form SQLAlchemy's SQLite DateTime reads and writes
@@ -45,7 +45,7 @@ class Dialect:
         return None if value is None else (value if self.postgres else str(value))
 
     def json(self, value: Any) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        return msgspec.json.encode(value, order="sorted").decode()
 
     def boolean(self, value: bool) -> Any:
         return value if self.postgres else int(value)

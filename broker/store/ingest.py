@@ -22,6 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import msgspec
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from broker.domain import Availability, Outcome, PriceObservation, Purchase, Snapshot, utcnow
@@ -45,6 +46,7 @@ PRICE_COLUMNS = ("offer_id", "hourly_usd", "list_hourly_usd", "valid_from", "las
 AVAIL_COLUMNS = ("offer_id", "state", "quantity", "valid_from", "last_confirmed_at")
 
 Key = tuple[str, str, str, str, str, str, str, str]
+_ENCODE = msgspec.json.Encoder(order="sorted").encode  # stable bytes for the descriptive columns' digest
 
 
 @dataclass(slots=True)
@@ -252,10 +254,9 @@ class _Writer:
 
 
 def _meta_hash(obs: PriceObservation, gpu_model: str, gpu_known: bool, demo: bool) -> str:
-    attrs = sorted(obs.attrs.items()) if obs.attrs else ()
     described = (gpu_model, gpu_known, obs.gpu_name, obs.gpu_count, obs.gpu_memory_gb, obs.vcpus, obs.memory_gb,
-                 attrs, demo)  # fmt: skip
-    return hashlib.blake2b(repr(described).encode(), digest_size=12).hexdigest()
+                 obs.attrs, demo)  # fmt: skip
+    return hashlib.blake2b(_ENCODE(described), digest_size=12).hexdigest()
 
 
 def _meta(
