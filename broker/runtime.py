@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from broker.domain import utcnow
 from broker.gpus import GpuCatalog
+from broker.offers.index import IndexedOffer
 from broker.offers.pricing import apply_rules, discount_rules
+from broker.offers.repository import data_version
 from broker.offers.service import IndexHolder
 from broker.placement.costmodel import PlacementConfig
 from broker.placement.engine import warm
@@ -40,12 +42,23 @@ class Runtime:
 
     @cached_property
     def index(self) -> IndexHolder:
+        from broker.risk.repository import spot_observations, usage_version
+        from broker.risk.service import prior_hours, with_learned_rates
+
         # a price older than twice its source's poll interval is stale (placement never picks it)
         max_age = {name: timedelta(minutes=2 * s.interval_minutes) for name, s in self.settings.sources.items()}
         rules = discount_rules(self.settings)
-        holder = IndexHolder(
-            self.engine, max_age=max_age, transform=lambda offers: apply_rules(rules, offers, utcnow().date())
-        )
+        pseudo_hours = prior_hours(self.settings.placement)
+
+        def effective(conn: Connection, offers: list[IndexedOffer]) -> list[IndexedOffer]:
+            offers = apply_rules(rules, offers, utcnow().date())
+            return with_learned_rates(offers, spot_observations(conn), self.placement_config, pseudo_hours)
+
+        def version(conn: Connection) -> object:
+            # a new poll or a new usage report (learned interruption rates) both change the index
+            return (data_version(conn), usage_version(conn))
+
+        holder = IndexHolder(self.engine, max_age=max_age, transform=effective, version=version)
         # placement precomputes per index; doing it at the swap keeps that cost off the first request
         holder.on_swap.append(lambda index: warm(index, self.catalog, self.placement_config))
         return holder

@@ -47,6 +47,8 @@ class ServerSection(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     index_refresh_seconds: float = Field(default=5, gt=0)
+    rate_limit_per_second: float = Field(default=50, ge=0)  # per API key (per client address with auth off)
+    rate_limit_burst: int = Field(default=100, ge=1)
 
 
 class ConfigFile(BaseModel):

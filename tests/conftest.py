@@ -77,7 +77,11 @@ def catalog() -> GpuCatalog:
 def settings(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     from broker.settings import load_settings
 
-    return load_settings({"BROKER_DATABASE_URL": database_url, "BROKER_DATA_DIR": str(tmp_path)})
+    import dataclasses
+
+    loaded = load_settings({"BROKER_DATABASE_URL": database_url, "BROKER_DATA_DIR": str(tmp_path)})
+    # API tests exercise behaviour, not authentication (tests/auth turns it on explicitly)
+    return dataclasses.replace(loaded, server=loaded.server.model_copy(update={"auth": False}))
 
 
 @pytest.fixture

@@ -16,13 +16,21 @@ from litestar.openapi import OpenAPIConfig
 from broker import __version__
 from broker.api.deps import provide_runtime
 from broker.api.problems import EXCEPTION_HANDLERS
+from broker.auth.endpoints import ROUTES as key_routes
+from broker.auth.guards import api_key_guard
+from broker.exports.endpoints import ROUTES as export_routes
 from broker.health.endpoints import healthz, readyz
+from broker.observability.logging import RequestContextMiddleware
+from broker.observability.metrics import ROUTES as metric_routes
 from broker.offers.endpoints import list_offers
 from broker.placement.endpoints import ROUTES as placement_routes
 from broker.placement.service import DecisionLog
 from broker.polling.scheduler import PollScheduler
 from broker.providers.endpoints import list_providers
+from broker.reports.endpoints import ROUTES as report_routes
+from broker.risk.endpoints import ROUTES as risk_routes
 from broker.runtime import Runtime
+from broker.usage.endpoints import ROUTES as usage_routes
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +90,21 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
 
     cors = CORSConfig(allow_origins=list(settings.server.cors_origins)) if settings.server.cors_origins else None
     return Litestar(
-        route_handlers=[healthz, readyz, list_offers, list_providers, *placement_routes],
+        route_handlers=[
+            healthz,
+            readyz,
+            list_offers,
+            list_providers,
+            *placement_routes,
+            *usage_routes,
+            *risk_routes,
+            *report_routes,
+            *export_routes,
+            *key_routes,
+            *metric_routes,
+        ],
+        guards=[api_key_guard(runtime)],
+        middleware=[RequestContextMiddleware()],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=[lifespan],

@@ -9,8 +9,10 @@ from typing import Any
 import click
 
 from broker import __version__
+from broker.auth.guards import check_auth_mode
 from broker.cli.common import CliError, console, one_line_errors, print_json, print_table, require_schema, runtime
 from broker.domain import ConfigError, Purchase
+from broker.observability.logging import configure_logging
 from broker.offers.schemas import OfferFilter, offer_out
 from broker.offers.service import select_offers
 from broker.polling.service import Skipped, poll_source
@@ -25,9 +27,7 @@ from broker.store.ingest import IngestResult
 @click.option("-v", "--verbose", is_flag=True, help="log progress to stderr")
 def cli(verbose: bool) -> None:
     """Multi-cloud GPU price-arbitrage broker."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(logging.INFO if verbose else logging.WARNING, json_format=False)
 
 
 @cli.group()
@@ -232,9 +232,12 @@ def providers(demo: bool, as_json: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="default: server.port from config (8000)")
 @click.option("--demo", is_flag=True, help="load the recorded demo data first, and keep polling it offline")
 @click.option("--no-schedule", is_flag=True, help="serve only: do not run the scheduled polls")
+@click.option("--no-auth", is_flag=True, help="accept requests without an API key (refused unless on loopback)")
 @one_line_errors
-def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool) -> None:
+def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_auth: bool) -> None:
     """Run the HTTP API and the scheduled polls."""
+    import dataclasses
+
     import uvicorn
 
     from broker.api.app import create_app
@@ -243,6 +246,12 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool) -> 
     require_schema(rt)
     host = host or rt.settings.server.host
     port = port or rt.settings.server.port
+    if no_auth:
+        server = rt.settings.server.model_copy(update={"auth": False})
+        rt.settings = dataclasses.replace(rt.settings, server=server)
+    if warning := check_auth_mode(host, rt.settings.server.auth):
+        click.echo(warning, err=True)
+    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
     if demo:
         for cfg in rt.settings.sources.values():
             result = poll_source(rt, cfg, demo=True)
@@ -250,7 +259,7 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool) -> 
                 click.echo(f"demo data: {cfg.name}: {result.outcome.value}, {result.offers_seen} offers")
     app = create_app(rt, schedule=not no_schedule, demo=demo)
     click.echo(f"serving on http://{host}:{port} (OpenAPI at /schema, offers at /v1/offers)")
-    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("BROKER_LOG_LEVEL", "warning"), access_log=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @cli.group()
@@ -304,9 +313,12 @@ def check_config() -> None:
 
 
 def _add_commands() -> None:
+    from broker.auth.cli import commands as key_commands
+    from broker.exports.cli import commands as export_commands
     from broker.placement.cli import commands as placement_commands
+    from broker.usage.cli import commands as usage_commands
 
-    for command in (*placement_commands,):
+    for command in (*placement_commands, *usage_commands, *export_commands, *key_commands):
         cli.add_command(command)
 
 

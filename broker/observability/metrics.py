@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from broker.api.deps import RuntimeDep
 from broker.domain import utcnow
-from broker.polling.service import Skipped
+from broker.polling.skipped import Skipped
 from broker.runtime import Runtime
 from broker.store.ingest import IngestResult
 

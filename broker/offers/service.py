@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from broker.domain import ConfigError, utcnow
 from broker.gpus import GpuCatalog
@@ -14,7 +14,8 @@ from broker.offers import repository
 from broker.offers.index import IndexedOffer, OfferIndex
 from broker.offers.schemas import OfferFilter
 
-OfferTransform = Callable[[list[IndexedOffer]], list[IndexedOffer]]
+OfferTransform = Callable[[Connection, list[IndexedOffer]], list[IndexedOffer]]
+Version = Callable[[Connection], object]
 
 
 class IndexHolder:
@@ -22,23 +23,28 @@ class IndexHolder:
     see either the old index or the new one, never a mix. Replicas call ``refresh_if_changed`` periodically."""
 
     def __init__(
-        self, engine: Engine, max_age: Mapping[str, timedelta] | None = None, transform: OfferTransform | None = None
+        self,
+        engine: Engine,
+        max_age: Mapping[str, timedelta] | None = None,
+        transform: OfferTransform | None = None,
+        version: Version = repository.data_version,
     ) -> None:
         self._engine = engine
         self._max_age = dict(max_age or {})
         self._transform = transform
         self._lock = threading.Lock()
-        self._version = -1
+        self._version: object = None
+        self._version_of = version
         self.on_swap: list[Callable[[OfferIndex], None]] = []
         self.current = OfferIndex.build([], utcnow(), self._max_age)
         self.loaded = False
 
     def refresh(self) -> OfferIndex:
         with self._lock, self._engine.connect() as conn:
-            version = repository.data_version(conn)
+            version = self._version_of(conn)
             offers = repository.load_current(conn)
             if self._transform is not None:
-                offers = self._transform(offers)
+                offers = self._transform(conn, offers)
             index = OfferIndex.build(offers, utcnow(), self._max_age)
             for listener in self.on_swap:
                 listener(index)
@@ -49,7 +55,7 @@ class IndexHolder:
 
     def refresh_if_changed(self) -> bool:
         with self._engine.connect() as conn:
-            if repository.data_version(conn) == self._version:
+            if self._version_of(conn) == self._version:
                 return False
         self.refresh()
         return True

@@ -63,6 +63,21 @@ def wall_hours(work_h: float, rate_per_h: float, write_h: float, restart_h: floa
     return math.exp(rate_per_h * restart_h) * math.expm1(exponent) * work_h / (rate_per_h * interval_h)
 
 
+def wall_factor_floor(rate_per_h: float, write_h: float, restart_h: float) -> float:
+    """A lower bound of ``wall_hours(1, λ, C, R, τ)`` over every interval τ, increasing in λ (placement's pruning).
+
+    From e^x - 1 >= x + x²/2: E[T]/T >= e^{λR}·(1 + λC + λτ/2 + (C + λC²/2)/τ), whose minimum over τ > 0 is
+    e^{λR}·(1 + λC + sqrt(λC·(2 + λC))). Exact where C = 0 (e^{λR}) or λ = 0 (1).
+    """
+    if rate_per_h <= 0:
+        return 1.0
+    exponent = rate_per_h * restart_h
+    if exponent >= _MAX_EXPONENT:
+        return math.inf
+    x = rate_per_h * write_h
+    return math.exp(exponent) * (1.0 + x + math.sqrt(x * (2.0 + x)))
+
+
 def failure_free_hours(work_h: float, write_h: float, interval_h: float) -> float:
     """Useful work plus checkpoint writes: what the run costs if nothing is interrupted."""
     if math.isinf(interval_h) or interval_h <= 0:

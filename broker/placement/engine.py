@@ -1,15 +1,23 @@
 """Placement: from a job and the current offers to the cheapest feasible option by expected effective cost.
 
-Speed comes from work done once per (index, catalog, config): offers are grouped into *buckets* that share
-everything group-level checks need (GPU model, provider, region, purchase kind, host arch) and each bucket is
-sorted by price per GPU-hour. A request then
-  1. settles the acceptable models and rules whole buckets in or out (counts by reason, no per-offer work);
-  2. walks the eligible buckets cheapest-first through a heap keyed by a lower bound of each offer's cost
-     (count · $/GPU-h · work hours + the bucket's egress), evaluating offers one by one;
-  3. stops once the next bound exceeds the k-th best expected cost found: nothing left can enter the answer.
-So ``rejected`` counts every offer ruled out by group, and per-offer reasons for the offers examined; offers past
-the bound are not examined (``Decision.examined`` says how many were). When nothing is feasible every offer has been
-examined, so ``Infeasible.rejected`` is complete.
+Speed comes from work done once per (index, catalog, config) in :func:`warm`: offers are grouped into *buckets*
+that share everything the group-level checks need (GPU model, host arch, purchase kind, availability, provider,
+region, spot-rate class), each sorted by price per GPU-hour; the buckets of one model, arch, kind, availability and
+rate class form a *stream* sorted by each bucket's cheapest price. A request is then a best-first branch and bound:
+  1. whole models, streams and committed buckets are ruled in or out at once (counted by reason, no per-offer work);
+  2. a heap holds streams, buckets and offers keyed by a lower bound of the expected cost,
+     count · $/GPU-h · work hours · wall-time floor + egress, where the floor (costmodel.wall_factor_floor) is that
+     of the group's lowest interruption rate, so dear-to-run spot classes sort late without being evaluated;
+  3. a popped bucket gets its region checks and egress (once per region and constraint shape, cached) and the
+     bucket-level deadline floor; a popped offer is evaluated in full;
+  4. the walk stops once the next bound exceeds the k-th best expected cost (or the budget): nothing left can enter
+     the answer. Those offers are reported as ``not_examined``, so
+     ``sum(rejected) + feasible + not_examined`` is every offer in the index.
+
+Rejection reasons follow the order of the checks, coarse to fine: unknown/wrong GPU, not portable, the model
+cannot meet the deadline even uninterrupted, purchase kind (spot not allowed, commitment not held), availability,
+provider/region/jurisdiction, the bucket's deadline floor, then per offer: size/interconnect/held capacity, stale
+price, too few available, hourly budget, total budget, deadline.
 
 Held commitments: a committed offer (reserved, savings plan, committed use, contract) is a candidate only when
 the user holds it: ``attrs["held_commitment"]`` is true, or a ``held_commitments`` entry of the request or of
@@ -21,17 +29,20 @@ unused count given the commitment is taken to be idle.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from broker.domain import COMMITTED_PURCHASES, Availability, Purchase
 from broker.gpus import GpuCatalog, GpuModel, UnknownGpu
 from broker.offers.index import IndexedOffer, OfferIndex
-from broker.placement.costmodel import HOURS_PER_MONTH, PlacementConfig, estimate_run
+from broker.placement.costmodel import HOURS_PER_MONTH, PlacementConfig, estimate_run, wall_factor_floor
 from broker.placement.launch import launch_spec
 from broker.placement.schemas import (
     Breakdown,
@@ -44,15 +55,33 @@ from broker.placement.schemas import (
 
 _CENT4 = Decimal("0.0001")
 _SPOT, _COMMITTED, _OTHER = 0, 1, 2
+_AVAIL = {Availability.AVAILABLE: 0, Availability.UNKNOWN: 1, Availability.UNAVAILABLE: 2}
+_AVAILABLE, _UNKNOWN, _UNAVAILABLE = 0, 1, 2
 _ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "x64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
+# Spot offers are split into rate classes at the configured band and provider rates (most offers sit exactly
+# on one), so that each class's lower edge is a tight, request-cacheable wall-time floor for all of it.
+# Bounds are taken a hair low so that float rounding never prunes an option that ties the k-th best.
+_SLACK = 1.0 - 1e-9
+_BIG = 1e300  # caps an infinite floor so that 0 · floor stays 0 (free held capacity)
+_SHAPE_CACHE_LIMIT = 1024
+
+_WRONG_GPU = RejectReason.WRONG_GPU.value
+_NOT_PORTABLE = RejectReason.NOT_PORTABLE.value
+_CONSTRAINT = RejectReason.CONSTRAINT.value
+_STALE = RejectReason.STALE_PRICE.value
+_UNAVAILABLE_R = RejectReason.UNAVAILABLE.value
+_OVER_BUDGET = RejectReason.OVER_BUDGET.value
+_DEADLINE = RejectReason.MISSES_DEADLINE.value
 
 
 class Infeasible(Exception):
-    """No offer satisfies the job; ``rejected`` counts the offers by the first reason that ruled each out."""
+    """No offer satisfies the job; ``rejected`` counts offers by the first check that ruled each out and
+    ``not_examined`` those skipped because their lowest possible cost is over the budget."""
 
-    def __init__(self, message: str, rejected: dict[str, int]) -> None:
+    def __init__(self, message: str, rejected: dict[str, int], not_examined: int = 0) -> None:
         super().__init__(message)
         self.rejected = rejected
+        self.not_examined = not_examined
 
 
 # ---------------------------------------------------------------- per-index preparation
@@ -65,6 +94,7 @@ class _Prep:
     node_rate: float  # spot interruptions per node-hour (0 off spot)
     rate_source: str  # where node_rate came from, for the answer's reasons
     confirmed_ts: float
+    max_age_s: float  # the source's allowed price age (inf: no limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,19 +102,92 @@ class _Bucket:
     model: GpuModel
     provider: str
     region: str
+    rk: tuple[str, str]  # (provider, region): the key of region-level caches
     kind: int
-    arch: str
+    avail: int
+    purchase: str  # committed buckets hold one purchase type (held entries may name it); "" otherwise
+    held_attr: bool  # committed offers marked held by their source
     country: str | None
-    offers: tuple[_Prep, ...]  # cheapest per GPU-hour first
-    has_held_attr: bool
+    storage_rate: float  # checkpoint storage, USD per GB-month
+    rate_min: float  # lowest node_rate in the bucket
+    gpn: int  # GPUs per node: with the job's GPU count it fixes the nodes, the GPUs paid for and the gang rate
+    prices: tuple[float, ...]  # USD per GPU-hour, ascending
+    offers: tuple[_Prep, ...]  # in the same order
+
+
+# Where a bucket is relative to the job's data: the egress formula (costmodel.egress_usd) depends on nothing finer,
+# so one view per relation shares one egress and transfer time whatever the data size.
+_HERE, _SAME_PROVIDER, _ELSEWHERE = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
+class _View:
+    """Buckets of a stream that pass a request's region checks and share one egress, cheapest bucket first."""
+
+    relation: int  # to the data's location (_HERE when no data moves)
+    mins: tuple[float, ...]  # each bucket's cheapest USD per GPU-hour
+    buckets: tuple[_Bucket, ...]
+    rest: tuple[int, ...]  # offers in buckets[i:]
+
+
+def _view(buckets: Sequence[_Bucket], relation: int = _HERE) -> _View:
+    rest = [0] * len(buckets)
+    total = 0
+    for i in range(len(buckets) - 1, -1, -1):
+        total += len(buckets[i].offers)
+        rest[i] = total
+    return _View(relation, tuple(b.prices[0] for b in buckets), tuple(buckets), tuple(rest))
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """The non-committed buckets of one model, arch, kind and rate class: one per region and availability."""
+
+    sid: int  # key of the per-request-shape view caches
+    kind: int
+    edge: float  # lower edge of the stream's rate class (<= rate_min)
+    size: int
+    unavailable: int  # offers marked unavailable: never searched, only counted
+    rate_min: float
+    gpn: int
+    whole: _View  # the other buckets, no egress: the view for a request that restricts nothing and moves no data
+
+
+@dataclass(frozen=True, slots=True)
+class _ArchPrep:
+    size: int
+    groups: tuple[tuple[_Stream, ...], ...]  # the streams of one kind and rate class, one per GPUs per node
+    committed: tuple[_Bucket, ...]  # every committed bucket (walked when the request holds commitments)
+    held_attr: tuple[_Bucket, ...]  # committed buckets marked held by their source
+    unheld_size: int  # offers in committed buckets not marked held
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelPrep:
+    model: GpuModel
+    size: int
+    arches: Mapping[str, _ArchPrep]
+
+
+@dataclass(slots=True)
 class _Prepared:
-    buckets: Mapping[str, tuple[_Bucket, ...]]  # catalog model id -> buckets
-    model_sizes: Mapping[str, int]
+    models: Mapping[str, _ModelPrep]
     unplaceable: int  # offers whose GPU is unknown or not in this catalog
     total: int
+    # per (constraint shape, data location): region verdicts, egress per region, and each stream's views with
+    # the rejected regions' offer count. Computed on first use, kept with the index.
+    shapes: dict[tuple[Any, ...], _Shape] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Shape:
+    """Per (region constraints, availability rule, data location): what each region is to the request."""
+
+    require_available: bool
+    data: tuple[str, str] | None  # (provider, region) of the input data when some moves
+    relation: dict[tuple[str, str], int] = field(default_factory=dict)  # region -> relation, -1: ruled out
+    # stream id -> (offers of unknown availability left out, offers in regions ruled out, views)
+    views: dict[int, tuple[int, int, tuple[_View, ...]]] = field(default_factory=dict)
 
 
 _CACHE: list[tuple[OfferIndex, GpuCatalog, PlacementConfig, _Prepared]] = []
@@ -133,40 +236,118 @@ def _kind(purchase: str) -> int:
     return _COMMITTED if purchase in COMMITTED_PURCHASES else _OTHER
 
 
+def _prep_offer(o: IndexedOffer, kind: int, index: OfferIndex, cfg: PlacementConfig) -> _Prep:
+    rate, source = spot_rate(o, cfg) if kind == _SPOT else (0.0, "")
+    age = index.max_age.get(o.source)
+    return _Prep(
+        o,
+        o.hourly_usd / o.gpu_count,
+        rate,
+        source,
+        o.last_confirmed_at.timestamp(),
+        age.total_seconds() if age is not None else math.inf,
+    )
+
+
+_BucketKey = tuple[str, str, int, int, int, str, str, int, str, bool]
+
+
+def _rate_edges(cfg: PlacementConfig) -> tuple[float, ...]:
+    i = cfg.placement.interruption
+    rates = {*i.bands.values(), *i.provider_rate_per_hour.values(), i.default_rate_per_hour}
+    return tuple(sorted(r for r in rates if r > 0))
+
+
 def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _Prepared:
-    groups: dict[tuple[str, str, str, int, str], list[_Prep]] = {}
+    edges = (0.0, *_rate_edges(cfg))
+    groups: dict[_BucketKey, list[_Prep]] = {}
     models: dict[str, GpuModel] = {}
     unplaceable = 0
-    for model_id, offers in index.by_gpu.items():
-        model = catalog.get(model_id)
+    for model_key, offers in index.by_gpu.items():
+        model = catalog.get(model_key)
         for o in offers:
             if model is None or not o.gpu_known or o.gpu_count <= 0:
                 unplaceable += 1
                 continue
             models[model.id] = model
             kind = _kind(o.key.purchase)
-            rate, source = spot_rate(o, cfg) if kind == _SPOT else (0.0, "")
-            key = (model.id, o.key.provider, o.key.region, kind, offer_arch(o, model, cfg))
-            groups.setdefault(key, []).append(
-                _Prep(o, o.hourly_usd / o.gpu_count, rate, source, o.last_confirmed_at.timestamp())
+            p = _prep_offer(o, kind, index, cfg)
+            committed = kind == _COMMITTED
+            key = (
+                model.id,
+                offer_arch(o, model, cfg),
+                kind,
+                _AVAIL[o.availability],
+                bisect.bisect_right(edges, p.node_rate) - 1 if kind == _SPOT else 0,
+                o.key.provider,
+                o.key.region,
+                o.gpu_count,
+                o.key.purchase if committed else "",
+                committed and o.attrs.get("held_commitment") is True,
             )
-    buckets: dict[str, list[_Bucket]] = {}
-    sizes: dict[str, int] = {}
-    for (model_id, provider, region, kind, arch), preps in groups.items():
+            groups.setdefault(key, []).append(p)
+    countries: dict[tuple[str, str], str | None] = {}
+    per_arch: dict[tuple[str, str], dict[tuple[int, int, int], list[_Bucket]]] = {}
+    for (model_id, arch, kind, avail, rclass, provider, region, gpn, purchase, held), preps in groups.items():
         preps.sort(key=lambda p: (p.gpu_hourly, p.offer.offer_id))
+        rk = (provider, region)
+        if rk not in countries:
+            countries[rk] = cfg.country_of(provider, region)
         bucket = _Bucket(
             models[model_id],
             provider,
             region,
+            rk,
             kind,
-            arch,
-            cfg.country_of(provider, region),
+            avail,
+            purchase,
+            held,
+            countries[rk],
+            cfg.storage_usd_per_gb_month(provider),
+            min(p.node_rate for p in preps),
+            gpn,
+            tuple(p.gpu_hourly for p in preps),
             tuple(preps),
-            any(p.offer.attrs.get("held_commitment") is True for p in preps),
         )
-        buckets.setdefault(model_id, []).append(bucket)
-        sizes[model_id] = sizes.get(model_id, 0) + len(preps)
-    return _Prepared({k: tuple(v) for k, v in buckets.items()}, sizes, unplaceable, len(index.offers))
+        per_arch.setdefault((model_id, arch), {}).setdefault((kind, rclass, gpn), []).append(bucket)
+    out: dict[str, dict[str, _ArchPrep]] = {}
+    sid = 0
+    for (model_id, arch), by_stream in per_arch.items():
+        streams: dict[tuple[int, int], list[_Stream]] = {}
+        committed: list[_Bucket] = []
+        for (kind, rclass, gpn), buckets in sorted(by_stream.items()):
+            if kind == _COMMITTED:
+                committed.extend(buckets)
+                continue
+            buckets.sort(key=lambda b: (b.prices[0], b.rk, b.avail))
+            searched = [b for b in buckets if b.avail != _UNAVAILABLE]
+            streams.setdefault((kind, rclass), []).append(
+                _Stream(
+                    sid,
+                    kind,
+                    edges[rclass] if kind == _SPOT else 0.0,
+                    sum(len(b.offers) for b in buckets),
+                    sum(len(b.offers) for b in buckets if b.avail == _UNAVAILABLE),
+                    min((b.rate_min for b in searched), default=0.0),
+                    gpn,
+                    _view(searched),
+                )
+            )
+            sid += 1
+        held = tuple(b for b in committed if b.held_attr)
+        size = sum(s.size for g in streams.values() for s in g) + sum(len(b.offers) for b in committed)
+        out.setdefault(model_id, {})[arch] = _ArchPrep(
+            size,
+            tuple(tuple(g) for g in streams.values()),
+            tuple(committed),
+            held,
+            sum(len(b.offers) for b in committed if not b.held_attr),
+        )
+    prepared = {
+        model_id: _ModelPrep(models[model_id], sum(a.size for a in arches.values()), arches)
+        for model_id, arches in out.items()
+    }
+    return _Prepared(prepared, unplaceable, len(index.offers))
 
 
 # ---------------------------------------------------------------- per-request settings
@@ -187,11 +368,12 @@ class _Job:
     max_nodes: int
     now_ts: float
     req_max_age_s: float
-    max_age_s: Mapping[str, float]
     max_hourly: float
     max_total: float
     deadline_h: float
     held: tuple[HeldCommitment, ...]
+    spot_allowed: bool
+    require_available: bool
 
 
 _MATCHES: dict[tuple[int, str], tuple[GpuCatalog, list[GpuModel]]] = {}
@@ -226,14 +408,7 @@ def _work_hours(req: PlaceRequest, catalog: GpuCatalog, models: Sequence[GpuMode
     return {m.id: req.work.hours / override.get(m.id, m.relative_throughput / ref.relative_throughput) for m in models}
 
 
-def _job(
-    req: PlaceRequest,
-    catalog: GpuCatalog,
-    cfg: PlacementConfig,
-    models: Sequence[GpuModel],
-    now: datetime,
-    index: OfferIndex,
-) -> _Job:
+def _job(req: PlaceRequest, catalog: GpuCatalog, cfg: PlacementConfig, models: Sequence[GpuModel], now: datetime) -> _Job:
     ck, dflt, c = req.checkpoint, cfg.placement.checkpoint, req.constraints
     stateless = req.workload == "inference"  # serving loses no work on interruption: only the restart
     interval = None if ck.interval_minutes == "auto" else float(ck.interval_minutes) / 60.0
@@ -251,58 +426,76 @@ def _job(
         max_nodes=cfg.placement.limits.max_nodes,
         now_ts=now.timestamp(),
         req_max_age_s=c.max_price_age_minutes * 60.0 if c.max_price_age_minutes else math.inf,
-        max_age_s={s: a.total_seconds() for s, a in index.max_age.items()},
         max_hourly=float(c.max_hourly_usd) if c.max_hourly_usd is not None else math.inf,
         max_total=float(c.max_total_usd) if c.max_total_usd is not None else math.inf,
         deadline_h=c.deadline_hours if c.deadline_hours is not None else math.inf,
         held=(*req.held_commitments, *cfg.placement.commitments.held),
+        spot_allowed=req.spot_allowed,
+        require_available=c.require_available,
     )
 
 
-def _gpu_reason(req: PlaceRequest, model: GpuModel, allowed: set[str] | None) -> RejectReason | None:
+def _allowed_models(req: PlaceRequest, catalog: GpuCatalog) -> set[str] | None:
+    if not req.gpu.models:
+        return None
+    return {m.id for q in req.gpu.models for m in _model_list(catalog, q, "gpu.models")}
+
+
+def _gpu_reason(req: PlaceRequest, model: GpuModel, allowed: set[str] | None) -> str | None:
     g = req.gpu
     if allowed is not None and model.id not in allowed:
-        return RejectReason.WRONG_GPU
+        return _WRONG_GPU
     if g.min_memory_gb is not None and model.memory_gb < g.min_memory_gb:
-        return RejectReason.WRONG_GPU
+        return _WRONG_GPU
     if g.min_compute_capability is not None and (
         model.compute_capability is None or float(model.compute_capability) < g.min_compute_capability
     ):
-        return RejectReason.WRONG_GPU
+        return _WRONG_GPU
     if g.vendor is not None and model.vendor != g.vendor:
-        return RejectReason.NOT_PORTABLE  # e.g. a CUDA image on an AMD GPU
+        return _NOT_PORTABLE  # e.g. a CUDA image on an AMD GPU
     return None
 
 
-def _matches(h: HeldCommitment, o: IndexedOffer, with_type: bool) -> bool:
-    k = o.key
+def _matches(h: HeldCommitment, provider: str, purchase: str, region: str) -> bool:
     return (
-        h.provider == k.provider
-        and (h.purchase is None or h.purchase == k.purchase)
-        and (h.region is None or h.region == k.region)
-        and (not with_type or h.instance_type is None or h.instance_type == k.instance_type)
+        h.provider == provider
+        and (h.purchase is None or h.purchase == purchase)
+        and (h.region is None or h.region == region)
     )
 
 
-def _bucket_reason(job: _Job, b: _Bucket, cfg: PlacementConfig) -> RejectReason | None:
-    req, c = job.req, job.req.constraints
-    if b.arch != req.arch:
-        return RejectReason.NOT_PORTABLE
-    if (c.providers and b.provider not in c.providers) or b.provider in c.exclude_providers:
-        return RejectReason.CONSTRAINT
-    if c.regions and b.region not in c.regions:
-        return RejectReason.CONSTRAINT
-    if c.jurisdictions and not cfg.in_jurisdictions(b.country, c.jurisdictions):
-        return RejectReason.CONSTRAINT
-    if b.kind == _SPOT and not req.spot_allowed:
-        return RejectReason.CONSTRAINT
-    if (
-        b.kind == _COMMITTED
-        and not b.has_held_attr
-        and not any(_matches(h, b.offers[0].offer, with_type=False) for h in job.held)
-    ):
-        return RejectReason.CONSTRAINT
-    return None
+def _region_ok(job: _Job, provider: str, region: str, country: str | None, cfg: PlacementConfig) -> bool:
+    c = job.req.constraints
+    if (c.providers and provider not in c.providers) or provider in c.exclude_providers:
+        return False
+    if c.regions and region not in c.regions:
+        return False
+    return not c.jurisdictions or cfg.in_jurisdictions(country, c.jurisdictions)
+
+
+def _egress(job: _Job, provider: str, region: str, cfg: PlacementConfig) -> tuple[float, float]:
+    """(USD, hours) to bring the job's input data to the region."""
+    data = job.req.data
+    if data is None or data.size_gb <= 0 or (data.provider == provider and data.region == region):
+        return 0.0, 0.0
+    usd = cfg.egress_usd(data.provider, data.region, provider, region, data.size_gb)
+    return usd, data.size_gb * 8.0 / (cfg.placement.transfer.gbps * 3600.0)
+
+
+def _shape(job: _Job, prep: _Prepared) -> _Shape | None:
+    """The caches for the request's region constraints, data location and availability rule; None: no such."""
+    c, data = job.req.constraints, job.req.data
+    regions = (tuple(c.providers), tuple(c.exclude_providers), tuple(c.regions), tuple(c.jurisdictions))
+    moved = (data.provider, data.region) if data is not None and data.size_gb > 0 else None
+    if moved is None and not any(regions) and not job.require_available:
+        return None
+    key = (regions, moved, job.require_available)
+    hit = prep.shapes.get(key)
+    if hit is None:
+        if len(prep.shapes) >= _SHAPE_CACHE_LIMIT:
+            prep.shapes.clear()
+        hit = prep.shapes[key] = _Shape(job.require_available, moved)
+    return hit
 
 
 # ---------------------------------------------------------------- per-offer evaluation
@@ -312,7 +505,8 @@ def _bucket_reason(job: _Job, b: _Bucket, cfg: PlacementConfig) -> RejectReason 
 class _Eval:
     cost: float
     prep: _Prep
-    bucket: _Bucket
+    model: GpuModel
+    kind: int
     nodes: int
     hourly: float  # all nodes, marginal
     free_nodes: int  # nodes on idle held commitments
@@ -327,10 +521,14 @@ class _Eval:
     transfer_h: float
 
 
-def _held_price(job: _Job, p: _Prep, nodes: int) -> tuple[float, int] | None:
+def _held_price(job: _Job, o: IndexedOffer, nodes: int) -> tuple[float, int] | None:
     """(hourly for all nodes, nodes that cost nothing) on a held commitment, None if it is not held."""
-    o = p.offer
-    entries = [h for h in job.held if _matches(h, o, with_type=True)]
+    k = o.key
+    entries = [
+        h
+        for h in job.held
+        if _matches(h, k.provider, k.purchase, k.region) and (h.instance_type is None or h.instance_type == k.instance_type)
+    ]
     if not entries and o.attrs.get("held_commitment") is not True:
         return None
     unused: int | None = None
@@ -346,61 +544,65 @@ def _held_price(job: _Job, p: _Prep, nodes: int) -> tuple[float, int] | None:
 
 
 def _evaluate(
-    job: _Job, b: _Bucket, p: _Prep, egress: float, transfer_h: float, cfg: PlacementConfig
-) -> _Eval | RejectReason:
+    job: _Job,
+    model: GpuModel,
+    kind: int,
+    storage_rate: float,
+    p: _Prep,
+    work_h: float,
+    egress: float,
+    transfer_h: float,
+) -> _Eval | str:
+    """One offer that passed the group-level checks: its expected run and cost, or why it is ruled out."""
     o, req = p.offer, job.req
     gpn = o.gpu_count
     nodes = -(-job.count // gpn)
     if nodes > job.max_nodes:
-        return RejectReason.CONSTRAINT
+        return _CONSTRAINT
     if req.cpus is not None and o.vcpus is not None and o.vcpus < req.cpus:
-        return RejectReason.CONSTRAINT
+        return _CONSTRAINT
     if req.memory_gb is not None and o.memory_gb is not None and o.memory_gb < req.memory_gb:
-        return RejectReason.CONSTRAINT
+        return _CONSTRAINT
     if nodes > 1 and req.interconnect is not None:
         ic = req.interconnect
         fabric = o.attrs.get("interconnect")
         if ic.fabrics and not (isinstance(fabric, str) and fabric.lower() in ic.fabrics):
-            return RejectReason.CONSTRAINT
+            return _CONSTRAINT
         gbps = o.attrs.get("network_gbps")
         if ic.min_gbps is not None and not (isinstance(gbps, int | float) and gbps >= ic.min_gbps):
-            return RejectReason.CONSTRAINT
+            return _CONSTRAINT
     free = 0
-    if b.kind == _COMMITTED:
-        held = _held_price(job, p, nodes)
+    if kind == _COMMITTED:
+        held = _held_price(job, o, nodes)
         if held is None:
-            return RejectReason.CONSTRAINT
+            return _CONSTRAINT
         hourly, free = held
     else:
         hourly = nodes * o.hourly_usd
     age = job.now_ts - p.confirmed_ts
-    if age > job.req_max_age_s or age > job.max_age_s.get(o.source, math.inf):
-        return RejectReason.STALE_PRICE
-    if o.availability is Availability.UNAVAILABLE or (
-        job.req.constraints.require_available and o.availability is not Availability.AVAILABLE
-    ):
-        return RejectReason.UNAVAILABLE
+    if age > job.req_max_age_s or age > p.max_age_s:
+        return _STALE
     if o.available_quantity is not None and o.available_quantity < nodes:
-        return RejectReason.UNAVAILABLE
+        return _UNAVAILABLE_R
     if hourly > job.max_hourly:
-        return RejectReason.OVER_BUDGET
+        return _OVER_BUDGET
     spot = nodes * p.node_rate
     rate = spot + nodes * gpn * job.hw_rate
-    work_h = job.work_h[b.model.id]
     run = estimate_run(work_h, rate, spot, job.write_h, job.restart_h, job.interval_h, job.wait_h, transfer_h)
     if math.isinf(run.wall_h):
-        return RejectReason.MISSES_DEADLINE  # interrupted faster than it can progress: it never finishes
-    storage = job.ckpt_gb * job.copies * cfg.storage_usd_per_gb_month(b.provider) * run.makespan_h / HOURS_PER_MONTH
+        return _DEADLINE  # interrupted faster than it can progress: it never finishes
+    storage = job.ckpt_gb * job.copies * storage_rate * run.makespan_h / HOURS_PER_MONTH
     cost = hourly * run.wall_h + egress + storage
     if cost > job.max_total:
-        return RejectReason.OVER_BUDGET
+        return _OVER_BUDGET
     if run.makespan_h > job.deadline_h:
-        return RejectReason.MISSES_DEADLINE
+        return _DEADLINE
     ff = min(run.wall_h, work_h * (1.0 + job.write_h / run.interval_h)) if 0 < run.interval_h < math.inf else work_h
     return _Eval(
         cost,
         p,
-        b,
+        model,
+        kind,
         nodes,
         hourly,
         free,
@@ -416,76 +618,238 @@ def _evaluate(
     )
 
 
-def _egress(job: _Job, b: _Bucket, cfg: PlacementConfig) -> tuple[float, float]:
-    """(USD, hours) to bring the job's input data to the bucket's region."""
-    data = job.req.data
-    if data is None or data.size_gb <= 0 or (data.provider == b.provider and data.region == b.region):
-        return 0.0, 0.0
-    usd = cfg.egress_usd(data.provider, data.region, b.provider, b.region, data.size_gb)
-    return usd, data.size_gb * 8.0 / (cfg.placement.transfer.gbps * 3600.0)
-
-
 # ---------------------------------------------------------------- the search
+
+_MODEL, _STREAM, _BUCKET = 0, 1, 2
+_Entry = tuple[float, int, int, Any, int, tuple[float, ...]]
+_Ranked = tuple[float, float, int, _Eval]  # negated (cost, makespan, offer id): a max-heap of the best so far
 
 
 @dataclass(slots=True)
 class _Search:
     rejected: dict[str, int]
     examined: int
-    best: list[tuple[float, float, int, int, _Eval]]  # max-heap via negated keys, size <= keep
+    feasible: int
+    not_examined: int
+    best: list[_Ranked]
 
 
-def _search(job: _Job, prep: _Prepared, catalog: GpuCatalog, cfg: PlacementConfig, keep: int) -> _Search:
-    req = job.req
-    rejected = {r.value: 0 for r in RejectReason}
-    allowed: set[str] | None = None
-    if req.gpu.models:
-        allowed = {m.id for q in req.gpu.models for m in _model_list(catalog, q, "gpu.models")}
-    rejected[RejectReason.WRONG_GPU] += prep.unplaceable
-    heap: list[tuple[float, int, int, _Bucket, float, float, float]] = []
-    seq = 0
-    for model_id, buckets in prep.buckets.items():
-        model = buckets[0].model
-        reason = _gpu_reason(req, model, allowed) if model_id in job.work_h else RejectReason.WRONG_GPU
-        if reason is not None:
-            rejected[reason] += prep.model_sizes[model_id]
-            continue
-        per_hour_bound = job.count * job.work_h[model_id]
-        for b in buckets:
-            reason = _bucket_reason(job, b, cfg)
-            if reason is not None:
-                rejected[reason] += len(b.offers)
+class _Walk:
+    """One request's branch and bound over the prepared index."""
+
+    def __init__(self, job: _Job, prep: _Prepared, cfg: PlacementConfig) -> None:
+        self.job, self.prep, self.cfg = job, prep, cfg
+        self.rejected = {r.value: 0 for r in RejectReason}
+        self.heap: list[_Entry] = []
+        self.seq = itertools.count()
+        self.hw_floor = job.count * job.hw_rate  # every option runs >= count GPUs
+        self.floors: dict[tuple[int, float], float] = {}
+        self.shape = _shape(job, prep)
+        self.moves: list[tuple[float, float] | None] = [(0.0, 0.0), None, None]  # per relation
+
+    def floor(self, nodes: int, node_rate: float) -> float:
+        """The least billed hours per work hour of ``nodes`` nodes at ``node_rate`` reclaims per node-hour."""
+        key = (nodes, node_rate)
+        hit = self.floors.get(key)
+        if hit is None:
+            job = self.job
+            rate = nodes * node_rate + self.hw_floor
+            hit = self.floors[key] = min(wall_factor_floor(rate, job.write_h, job.restart_h), _BIG)
+        return hit
+
+    def push(self, bound: float, tag: int, node: Any, i: int, ctx: tuple[float, ...]) -> None:
+        heapq.heappush(self.heap, (bound, next(self.seq), tag, node, i, ctx))
+
+    def expand(self, streams: Sequence[_Stream], work_h: float) -> None:
+        """A model reached by the walk: its streams' region checks and deadline floors, then their views."""
+        job, rejected = self.job, self.rejected
+        for st in streams:
+            unknown, outside, views = self.views(st)
+            rejected[_UNAVAILABLE_R] += unknown
+            rejected[_CONSTRAINT] += outside
+            nodes = -(-job.count // st.gpn)
+            floor = self.floor(nodes, st.rate_min)
+            late = work_h * floor * (1.0 + nodes * st.rate_min * job.wait_h) * _SLACK > job.deadline_h
+            factor = nodes * st.gpn * work_h * _SLACK  # GPUs paid for x hours of work
+            fm = factor * floor
+            for v in views:
+                if late:  # even the lowest rate of the stream cannot finish in time
+                    rejected[_DEADLINE] += v.rest[0]
+                    continue
+                egress, transfer_h = self.moved(v.relation, v.buckets[0])
+                self.push(fm * v.mins[0] + egress, _STREAM, v, 0, (fm, work_h, factor, egress, transfer_h))
+
+    def relation(self, b: _Bucket) -> int:
+        """The bucket's region relative to the data, -1 when the request rules the region out."""
+        shape = self.shape
+        if shape is None:
+            return _HERE
+        rel = shape.relation.get(b.rk)
+        if rel is None:
+            if not _region_ok(self.job, b.provider, b.region, b.country, self.cfg):
+                rel = -1
+            elif shape.data is None or shape.data == b.rk:
+                rel = _HERE
+            else:
+                rel = _SAME_PROVIDER if shape.data[0] == b.provider else _ELSEWHERE
+            shape.relation[b.rk] = rel
+        return rel
+
+    def moved(self, relation: int, b: _Bucket) -> tuple[float, float]:
+        """(egress USD, transfer hours) for a relation, from any bucket in it."""
+        hit = self.moves[relation]
+        if hit is None:
+            hit = self.moves[relation] = _egress(self.job, b.provider, b.region, self.cfg)
+        return hit
+
+    def views(self, st: _Stream) -> tuple[int, int, tuple[_View, ...]]:
+        """The stream's buckets the request allows, split by egress; and the offers left out by availability
+        and by region."""
+        shape = self.shape
+        if shape is None:
+            return 0, 0, (st.whole,) if st.whole.buckets else ()
+        hit = shape.views.get(st.sid)
+        if hit is not None:
+            return hit
+        unknown = outside = 0
+        groups: tuple[list[_Bucket], list[_Bucket], list[_Bucket]] = ([], [], [])
+        skip_unknown = shape.require_available
+        for b in st.whole.buckets:
+            if skip_unknown and b.avail == _UNKNOWN:
+                unknown += len(b.offers)
                 continue
-            egress, transfer_h = _egress(job, b, cfg)
-            factor = 0.0 if b.kind == _COMMITTED else per_hour_bound  # held commitments may cost nothing
-            heap.append((factor * b.offers[0].gpu_hourly + egress, seq, 0, b, factor, egress, transfer_h))
-            seq += 1
-    heapq.heapify(heap)
-    best: list[tuple[float, float, int, int, _Eval]] = []
-    examined = 0
-    while heap:
-        bound, _, i, b, factor, egress, transfer_h = heap[0]
-        if len(best) >= keep and bound > -best[0][0]:
-            break
-        p = b.offers[i]
-        if i + 1 < len(b.offers):
-            nxt = b.offers[i + 1]
-            heapq.heapreplace(heap, (factor * nxt.gpu_hourly + egress, seq, i + 1, b, factor, egress, transfer_h))
-            seq += 1
-        else:
-            heapq.heappop(heap)
-        examined += 1
-        ev = _evaluate(job, b, p, egress, transfer_h, cfg)
-        if isinstance(ev, RejectReason):
-            rejected[ev] += 1
-            continue
-        entry = (-ev.cost, -ev.makespan_h, -p.offer.offer_id, seq, ev)
-        seq += 1
-        if len(best) < keep:
-            heapq.heappush(best, entry)
-        elif entry > best[0]:
-            heapq.heapreplace(best, entry)
-    return _Search(rejected, examined, best)
+            rel = self.relation(b)
+            if rel < 0:
+                outside += len(b.offers)
+            else:
+                groups[rel].append(b)
+        views = tuple(_view(bs, rel) for rel, bs in enumerate(groups) if bs)
+        hit = shape.views[st.sid] = (unknown, outside, views)
+        return hit
+
+    def seed(self, catalog: GpuCatalog) -> None:
+        """Rule whole models, streams, regions and committed buckets in or out; the rest go on the heap."""
+        job, req, rejected = self.job, self.job.req, self.rejected
+        allowed = _allowed_models(req, catalog)
+        rejected[_WRONG_GPU] += self.prep.unplaceable
+        base_floor = self.floor(0, 0.0) * _SLACK
+        arch = str(req.arch)
+        for model_id, mp in self.prep.models.items():
+            reason = _gpu_reason(req, mp.model, allowed) if model_id in job.work_h else _WRONG_GPU
+            if reason is not None:
+                rejected[reason] += mp.size
+                continue
+            ap = mp.arches.get(arch)
+            inside = ap.size if ap is not None else 0
+            rejected[_NOT_PORTABLE] += mp.size - inside
+            if ap is None:
+                continue
+            work_h = job.work_h[model_id]
+            if work_h * base_floor > job.deadline_h:  # too slow even with nothing interrupting it
+                rejected[_DEADLINE] += inside
+                continue
+            for group in ap.groups:  # one kind and rate class: opened when its bound comes up
+                if group[0].kind == _SPOT and not job.spot_allowed:
+                    rejected[_CONSTRAINT] += sum(st.size for st in group)
+                    continue
+                streams = []
+                cheapest = math.inf  # USD per hour of work on the cheapest node set
+                for st in group:
+                    rejected[_UNAVAILABLE_R] += st.unavailable
+                    if st.whole.buckets:
+                        streams.append(st)
+                        nodes = -(-job.count // st.gpn)
+                        cost = nodes * st.gpn * st.whole.mins[0] * self.floor(nodes, st.edge)
+                        cheapest = min(cheapest, cost)
+                if streams:
+                    bound = work_h * _SLACK * cheapest
+                    self.heap.append((bound, next(self.seq), _MODEL, tuple(streams), 0, (work_h,)))
+            if job.held:
+                candidates = ap.committed
+            else:
+                rejected[_CONSTRAINT] += ap.unheld_size
+                candidates = ap.held_attr
+            for b in candidates:
+                if not b.held_attr and not any(_matches(h, b.provider, b.purchase, b.region) for h in job.held):
+                    rejected[_CONSTRAINT] += len(b.offers)
+                    continue
+                if b.avail == _UNAVAILABLE or (job.require_available and b.avail == _UNKNOWN):
+                    rejected[_UNAVAILABLE_R] += len(b.offers)
+                    continue
+                rel = self.relation(b)
+                if rel < 0:
+                    rejected[_CONSTRAINT] += len(b.offers)
+                    continue
+                self.open(b, work_h, 0.0, *self.moved(rel, b))  # held capacity may cost nothing: bound = egress
+        heapq.heapify(self.heap)
+
+    def open(self, b: _Bucket, work_h: float, factor: float, egress: float, transfer_h: float) -> None:
+        """A bucket reached by the walk: its deadline floor, then onto the heap with its own rate floor.
+
+        ``factor`` is GPUs paid for x work hours (0 on held commitments, whose capacity may cost nothing)."""
+        job = self.job
+        nodes = -(-job.count // b.gpn)
+        floor = self.floor(nodes, b.rate_min)
+        # makespan >= wall + waits for capacity after each reclaim + transfer
+        if work_h * floor * (1.0 + nodes * b.rate_min * job.wait_h) * _SLACK + transfer_h > job.deadline_h:
+            self.rejected[_DEADLINE] += len(b.offers)
+            return
+        fm = factor * floor
+        self.push(fm * b.prices[0] + egress, _BUCKET, b, 0, (fm, egress, transfer_h, work_h))
+
+    def run(self, keep: int) -> _Search:
+        job, heap, rejected = self.job, self.heap, self.rejected
+        best: list[_Ranked] = []
+        limit = job.max_total  # a bound over the budget cannot be within it
+        examined = feasible = 0
+        while heap:
+            bound, _, tag, node, i, ctx = heap[0]
+            if bound > limit:
+                break
+            if tag == _MODEL:
+                heapq.heappop(heap)
+                self.expand(node, ctx[0])
+                continue
+            if tag == _STREAM:
+                v: _View = node
+                if i + 1 < len(v.mins):
+                    heapq.heapreplace(heap, (ctx[0] * v.mins[i + 1] + ctx[3], next(self.seq), _STREAM, v, i + 1, ctx))
+                else:
+                    heapq.heappop(heap)
+                self.open(v.buckets[i], ctx[1], ctx[2], ctx[3], ctx[4])
+                continue
+            b: _Bucket = node
+            fm, egress, transfer_h, work_h = ctx
+            if i + 1 < len(b.prices):
+                heapq.heapreplace(heap, (fm * b.prices[i + 1] + egress, next(self.seq), _BUCKET, b, i + 1, ctx))
+            else:
+                heapq.heappop(heap)
+            examined += 1
+            ev = _evaluate(job, b.model, b.kind, b.storage_rate, b.offers[i], work_h, egress, transfer_h)
+            if isinstance(ev, str):
+                rejected[ev] += 1
+                continue
+            feasible += 1
+            entry = (-ev.cost, -ev.makespan_h, -ev.prep.offer.offer_id, ev)
+            if len(best) < keep:
+                heapq.heappush(best, entry)
+            elif entry > best[0]:
+                heapq.heapreplace(best, entry)
+            if len(best) >= keep:
+                limit = min(job.max_total, -best[0][0])
+        left = 0
+        for _, _, tag, node, i, _ in heap:
+            left += _left(tag, node, i)
+        return _Search(rejected, examined, feasible, left, best)
+
+
+def _left(tag: int, node: Any, i: int) -> int:
+    """Offers not yet reached under a heap entry."""
+    if tag == _MODEL:
+        return sum(st.whole.rest[0] for st in node)
+    if tag == _STREAM:
+        return int(node.rest[i])
+    return len(node.offers) - i
 
 
 def _candidate_models(req: PlaceRequest, catalog: GpuCatalog) -> list[GpuModel]:
@@ -504,18 +868,24 @@ def place(job: PlaceRequest, index: OfferIndex, catalog: GpuCatalog, cfg: Placem
     Raises ``Infeasible`` when nothing fits, ``UnknownGpu`` when a GPU named in the request is not in the catalog.
     """
     prep = _prepared(index, catalog, cfg)
-    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now, index)
-    found = _search(settings, prep, catalog, cfg, job.alternatives + 1)
+    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now)
+    walk = _Walk(settings, prep, cfg)
+    walk.seed(catalog)
+    found = walk.run(job.alternatives + 1)
     if not found.best:
         summary = ", ".join(f"{k} {v}" for k, v in found.rejected.items() if v) or "no offers in the index"
-        raise Infeasible(f"no offer fits the job ({summary})", found.rejected)
-    ranked = [e[4] for e in sorted(found.best, reverse=True)]
-    options = [_option(e, settings, cfg, now) for e in ranked]
+        if found.not_examined:
+            summary += f"; {found.not_examined} more cost over max_total_usd at their lowest"
+        raise Infeasible(f"no offer fits the job ({summary})", found.rejected, found.not_examined)
+    ranked = [e[3] for e in sorted(found.best, reverse=True)]
+    options = [_option(e, settings, now) for e in ranked]
     return Decision(
         choice=options[0],
         alternatives=options[1:],
         rejected=found.rejected,
         examined=found.examined,
+        feasible=found.feasible,
+        not_examined=found.not_examined,
         launch=launch_spec(job, options[0], catalog),
     )
 
@@ -523,11 +893,37 @@ def place(job: PlaceRequest, index: OfferIndex, catalog: GpuCatalog, cfg: Placem
 def evaluate_all(
     job: PlaceRequest, index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig, now: datetime
 ) -> list[Option]:
-    """Every feasible option, cheapest first, without the cost bound (for audits and tests; slow on big indexes)."""
-    prep = _prepared(index, catalog, cfg)
-    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now, index)
-    found = _search(settings, prep, catalog, cfg, keep=len(index.offers) + 1)
-    return [_option(e[4], settings, cfg, now) for e in sorted(found.best, reverse=True)]
+    """Every feasible option, cheapest first: one offer at a time, no grouping and no bounds.
+
+    The reference that ``place`` is tested against (and an audit tool); slow on big indexes.
+    """
+    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now)
+    req = settings.req
+    allowed = _allowed_models(req, catalog)
+    found: list[_Ranked] = []
+    for o in index.offers:
+        model = catalog.get(o.gpu_model)
+        if model is None or not o.gpu_known or o.gpu_count <= 0 or model.id not in settings.work_h:
+            continue
+        if _gpu_reason(req, model, allowed) is not None or offer_arch(o, model, cfg) != req.arch:
+            continue
+        kind = _kind(o.key.purchase)
+        if kind == _SPOT and not settings.spot_allowed:
+            continue
+        if o.availability is Availability.UNAVAILABLE or (
+            settings.require_available and o.availability is not Availability.AVAILABLE
+        ):
+            continue
+        provider, region = o.key.provider, o.key.region
+        if not _region_ok(settings, provider, region, cfg.country_of(provider, region), cfg):
+            continue
+        egress, transfer_h = _egress(settings, provider, region, cfg)
+        p = _prep_offer(o, kind, index, cfg)
+        storage_rate = cfg.storage_usd_per_gb_month(provider)
+        ev = _evaluate(settings, model, kind, storage_rate, p, settings.work_h[model.id], egress, transfer_h)
+        if not isinstance(ev, str):
+            found.append((-ev.cost, -ev.makespan_h, -o.offer_id, ev))
+    return [_option(e[3], settings, now) for e in sorted(found, reverse=True)]
 
 
 # ---------------------------------------------------------------- the answer
@@ -537,14 +933,14 @@ def _usd(value: float) -> Decimal:
     return Decimal(repr(value)).quantize(_CENT4, rounding=ROUND_HALF_EVEN)
 
 
-def _option(e: _Eval, job: _Job, cfg: PlacementConfig, now: datetime) -> Option:
-    o, b = e.prep.offer, e.bucket
+def _option(e: _Eval, job: _Job, now: datetime) -> Option:
+    o = e.prep.offer
     total = _usd(e.cost)
     interruptions = _usd(e.hourly * (e.wall_h - e.ff_h))
     egress, storage = _usd(e.egress), _usd(e.storage)
     compute = total - interruptions - egress - storage  # carries the rounding so the parts sum exactly
     gpn = o.gpu_count
-    if b.kind == _COMMITTED:
+    if e.kind == _COMMITTED:
         overflow = o.list_hourly_usd if o.list_hourly_usd is not None else o.hourly_usd
         hourly = Decimal(repr(overflow)) * (e.nodes - e.free_nodes)
     else:
@@ -557,13 +953,13 @@ def _option(e: _Eval, job: _Job, cfg: PlacementConfig, now: datetime) -> Option:
         instance_type=o.key.instance_type,
         purchase=o.key.purchase,
         term=o.key.term,
-        gpu_model=b.model.id,
+        gpu_model=e.model.id,
         gpus_per_node=gpn,
         nodes=e.nodes,
         hourly_usd=hourly,
         price_observed_at=o.last_confirmed_at,
         availability=o.availability,
-        work_hours=job.work_h[b.model.id],
+        work_hours=job.work_h[e.model.id],
         expected_hours=e.wall_h,
         expected_makespan_hours=e.makespan_h,
         expected_interruptions=e.interruptions,
@@ -577,23 +973,23 @@ def _option(e: _Eval, job: _Job, cfg: PlacementConfig, now: datetime) -> Option:
 
 
 def _reasons(e: _Eval, job: _Job, now: datetime) -> list[str]:
-    o, b, req = e.prep.offer, e.bucket, job.req
-    work_h = job.work_h[b.model.id]
+    o, req = e.prep.offer, job.req
+    work_h = job.work_h[e.model.id]
     out = [
-        f"{b.model.id} does the job in {work_h:.3g} h of work ({req.work.hours / work_h:.3g}x the "
+        f"{e.model.id} does the job in {work_h:.3g} h of work ({req.work.hours / work_h:.3g}x the "
         f"{req.work.reference_gpu} reference)"
     ]
     if e.nodes > 1:
         out.append(f"{e.nodes} nodes of {o.gpu_count} GPUs; losing any node interrupts the whole job")
     elif o.gpu_count > job.count:
         out.append(f"the instance has {o.gpu_count} GPUs and the job uses {job.count}: the idle ones are paid for")
-    if b.kind == _SPOT:
+    if e.kind == _SPOT:
         extra = (e.wall_h / work_h - 1.0) * 100.0
         out.append(
             f"spot: {e.rate:.3g} interruptions/h for the gang ({e.prep.rate_source}), about "
             f"{e.interruptions:.3g} expected; lost work and restarts add {extra:.3g}% run time"
         )
-    elif b.kind == _COMMITTED:
+    elif e.kind == _COMMITTED:
         out.append(f"held commitment: {e.free_nodes} of {e.nodes} nodes use idle committed capacity at no extra cost")
     else:
         out.append(f"{o.key.purchase.replace('_', ' ')}: not reclaimed; only rare hardware failures interrupt it")

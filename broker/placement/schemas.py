@@ -256,6 +256,9 @@ class LaunchSpec(BaseModel):
 class Decision(BaseModel):
     choice: Option
     alternatives: list[Option]
-    rejected: dict[str, int]  # every RejectReason, zeros included
-    examined: int  # offers looked at one by one; the rest were ruled out by group or by cost bound
+    # Every offer in the index is in exactly one of: rejected (by reason, zeros included), feasible, not_examined.
+    rejected: dict[str, int]  # ruled out by the first failing check, for a whole group at once or one by one
+    examined: int  # offers evaluated one by one (feasible or rejected)
+    feasible: int  # examined offers that fit the job: choice and alternatives are the cheapest of them
+    not_examined: int  # skipped by the cost bound: even their lowest possible cost could not enter the answer
     launch: LaunchSpec

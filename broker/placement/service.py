@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from broker.api.problems import Problem, invalid_request
 from broker.domain import utcnow
 from broker.gpus import UnknownGpu
+from broker.observability.metrics import observe_placement_latency, record_decision
 from broker.placement import repository
 from broker.placement.engine import Infeasible, place
 from broker.placement.schemas import PlaceRequest
@@ -94,6 +96,7 @@ def decide(
 ) -> dict[str, Any]:
     """Decide over the current index and record; returns the answer. Raises ``Problem`` 400 or 409."""
     now = now or utcnow()
+    began = time.perf_counter()
     try:
         decision = place(job, runtime.index.current, runtime.catalog, runtime.placement_config, now)
     except UnknownGpu as exc:
@@ -109,6 +112,8 @@ def decide(
         raise Problem(
             409, "No feasible option", str(exc), slug="no-feasible-option", extensions={"rejected": grouped}
         ) from None
+    observe_placement_latency(time.perf_counter() - began)
+    record_decision(decision.choice.provider, str(decision.choice.purchase))
     placement_id = str(uuid.uuid4())
     answer: dict[str, Any] = {
         "placement_id": placement_id,

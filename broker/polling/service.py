@@ -7,24 +7,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
 
 from adapters.base import Source, SourceContext, load_source_class
 from broker.domain import Snapshot, SourceError, TransientSourceError, utcnow
+from broker.observability.metrics import record_poll
+from broker.observability.redact import Redactor, secrets_in_env
+from broker.polling.skipped import Skipped
 from broker.runtime import Runtime
 from broker.settings import SourceConfig
-from broker.store.ingest import IngestResult, apply_snapshot, record_failure
+from broker.store.ingest import IngestResult, apply_snapshot
+from broker.store.ingest import record_failure as _record_failure
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    source: str
-    reason: str
 
 
 def build_source(runtime: Runtime, cfg: SourceConfig, *, demo: bool, http: httpx.Client | None = None) -> Source:
@@ -75,6 +72,11 @@ def _fetch_with_timeout(source: Source, timeout_s: float) -> Snapshot:
     return got
 
 
+def record_failure(runtime: Runtime, source: str, started: datetime, error: str, *, demo: bool) -> IngestResult:
+    """A failed poll, its message cleared of credential values (a provider may echo a request back)."""
+    return _record_failure(runtime.engine, source, started, Redactor(secrets_in_env(runtime.env))(error), demo=demo)
+
+
 def poll_source(
     runtime: Runtime,
     cfg: SourceConfig,
@@ -82,6 +84,21 @@ def poll_source(
     demo: bool = False,
     http: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
+) -> IngestResult | Skipped:
+    """Poll one source: fetch within its time budget (retrying transient errors), ingest, refresh the index."""
+    began = time.monotonic()
+    result = _poll(runtime, cfg, demo=demo, http=http, sleep=sleep)
+    record_poll(result, time.monotonic() - began)
+    return result
+
+
+def _poll(
+    runtime: Runtime,
+    cfg: SourceConfig,
+    *,
+    demo: bool,
+    http: httpx.Client | None,
+    sleep: Callable[[float], None],
 ) -> IngestResult | Skipped:
     reason = skip_reason(runtime, cfg, demo=demo) if http is None else None
     if reason is not None:
@@ -96,17 +113,15 @@ def poll_source(
             break
         except TransientSourceError as exc:
             if attempt == cfg.max_attempts or time.monotonic() + delay >= deadline:
-                return record_failure(runtime.engine, cfg.name, started, f"{exc} (after {attempt} attempts)", demo=demo)
+                return record_failure(runtime, cfg.name, started, f"{exc} (after {attempt} attempts)", demo=demo)
             log.warning("poll %s attempt %d failed, retrying in %.0fs: %s", cfg.name, attempt, delay, exc)
             sleep(delay)
             delay *= 2
         except SourceError as exc:
-            return record_failure(runtime.engine, cfg.name, started, str(exc), demo=demo)
+            return record_failure(runtime, cfg.name, started, str(exc), demo=demo)
         except Exception as exc:  # a bug in an adapter must not take the scheduler down
             log.exception("poll %s crashed", cfg.name)
-            return record_failure(
-                runtime.engine, cfg.name, started, f"internal error: {type(exc).__name__}: {exc}", demo=demo
-            )
+            return record_failure(runtime, cfg.name, started, f"internal error: {type(exc).__name__}: {exc}", demo=demo)
     snapshot.source = cfg.name
     result = apply_snapshot(
         runtime.engine,

@@ -7,10 +7,11 @@ measured rate, else its interruption band's, else the provider prior), so the po
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from broker.domain import ConfigError, Purchase
-from broker.offers.index import OfferIndex
+from broker.domain import ConfigError, Purchase, utcnow
+from broker.offers.index import IndexedOffer, OfferIndex
 from broker.placement.costmodel import PlacementConfig
 from broker.placement.engine import spot_rate
 from broker.risk import repository
@@ -51,17 +52,6 @@ def build(
     return RiskTable(entries)
 
 
-def placement_config(runtime: Runtime) -> PlacementConfig:
-    """The runtime's placement config (``extras["placement_config"]`` when the app set one), else the files."""
-    cfg = runtime.extras.get("placement_config")
-    if isinstance(cfg, PlacementConfig):
-        return cfg
-    d = runtime.settings.config_dir
-    loaded = PlacementConfig.load(d / "placement.toml", d / "egress.toml")
-    runtime.extras["placement_config"] = loaded
-    return loaded
-
-
 def prior_hours(settings_placement: Mapping[str, Any]) -> float:
     raw = settings_placement.get("risk_prior_hours", DEFAULT_PRIOR_HOURS)
     if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
@@ -79,6 +69,31 @@ def risk_table(runtime: Runtime) -> RiskTable:
             table: RiskTable = cached[2]
             return table
         observations = repository.spot_observations(conn)
-    table = build(observations, index, placement_config(runtime), prior_hours(runtime.settings.placement))
+    table = build(observations, index, runtime.placement_config, prior_hours(runtime.settings.placement))
     runtime.extras[_CACHE_KEY] = (version, index, table)
     return table
+
+
+def with_learned_rates(
+    offers: list[IndexedOffer],
+    observations: Mapping[RiskKey, Observations],
+    cfg: PlacementConfig,
+    pseudo_hours: float,
+) -> list[IndexedOffer]:
+    """Spot offers with reported runs carry their posterior interruption rate, which placement then uses."""
+    if not observations:
+        return offers
+    table = build(observations, OfferIndex.build(offers, utcnow()), cfg, pseudo_hours)
+    out: list[IndexedOffer] = []
+    for o in offers:
+        rate = table.posterior_rate(o.key.provider, o.key.region, o.key.instance_type)
+        if rate is None or o.key.purchase != Purchase.SPOT:
+            out.append(o)
+            continue
+        attrs = {
+            **o.attrs,
+            "interruption_rate_per_hour": rate,
+            "interruption_rate_source": "learned from reported runs",
+        }
+        out.append(replace(o, attrs=attrs))
+    return out

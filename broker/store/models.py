@@ -220,4 +220,8 @@ class Placement(Base):
 def table(model: type[Base]) -> Table:
     """A mapped class's Table, typed as one (``__table__`` is typed as a generic FromClause)."""
     return cast(Table, model.__table__)
-import broker.usage.models  # noqa: F401
+
+
+import broker.auth.models  # noqa: E402  (registers api_keys on Base.metadata)
+import broker.usage.models  # noqa: E402, F401  (registers its tables on Base.metadata)
+from broker.history import models as _history_models  # noqa: E402, F401  (registers the history roll-up tables)

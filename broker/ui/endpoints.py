@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import MediaType, Request, Response, get
 from litestar.datastructures import CacheControlHeader
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -31,11 +31,10 @@ PAGE_HEADERS = {
 def dashboard(request: Request[Any, Any, Any]) -> Response[bytes] | Redirect:
     # The page links its assets and the API relatively ("ui/static/..", "v1/.."), which resolve right only from
     # "/ui" (also behind a path prefix): send "/ui/" there.
-    if request.url.path.endswith("/"):
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()  # Litestar strips the slash from "path"
+    if raw.endswith(b"/"):
         return Redirect(path="../ui", status_code=308)
-    return Response(
-        (STATIC_DIR / "index.html").read_bytes(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
-    )
+    return Response((STATIC_DIR / "index.html").read_bytes(), media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
 static_router = create_static_files_router(

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from litestar import Response, post
+from litestar import Request, Response, post
+from litestar.params import FromPath, JSONBody
 from pydantic import ValidationError
 
 from broker.api.deps import RuntimeDep
 from broker.api.problems import Problem, invalid_request
 from broker.usage.schemas import UsageReport, record_out
 from broker.usage.service import ReportConflict, UnknownPlacement, record_report
+
+PENDING_WAIT_S = 3.0
+
+
+def _await_decision(request: Request[Any, Any, Any], placement_id: str) -> None:
+    """Placement decisions are stored write-behind: a report may arrive before its placement row is written."""
+    log = request.app.state.get("decisions")
+    pending = getattr(log, "pending", None)
+    if pending is None:
+        return
+    deadline = time.monotonic() + PENDING_WAIT_S
+    while pending(placement_id) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @post(
@@ -20,7 +35,10 @@ from broker.usage.service import ReportConflict, UnknownPlacement, record_report
     summary="Report a run of a placement (idempotent per report_id)",
     status_code=201,
 )
-def report_usage(placement_id: str, data: dict[str, Any], runtime: RuntimeDep) -> Response[dict[str, Any]]:
+def report_usage(
+    request: Request[Any, Any, Any], placement_id: FromPath[str], data: JSONBody[dict[str, Any]], runtime: RuntimeDep
+) -> Response[dict[str, Any]]:
+    _await_decision(request, placement_id)
     try:
         report = UsageReport.model_validate(data)
     except ValidationError as exc:

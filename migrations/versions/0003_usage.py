@@ -13,7 +13,7 @@ from alembic import op
 import broker.store.models
 
 revision: str = "0003"
-down_revision: str | None = "0001"  # TEMP: 0002 absent while testing; must be "0002"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

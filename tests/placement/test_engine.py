@@ -149,7 +149,13 @@ def test_budget_and_deadline(catalog: GpuCatalog, cfg: PlacementConfig) -> None:
     assert d.choice.offer_id == od.offer_id and d.rejected["misses_deadline"] == 1
     with pytest.raises(Infeasible) as err:
         place(request(constraints={"max_total_usd": "50"}), index(od, spot), catalog, cfg, NOW)
-    assert err.value.rejected["over_budget"] == 2 and "over_budget 2" in str(err.value)
+    # both cost over the budget at their lowest bound: skipped unexamined, and the answer says so
+    assert err.value.not_examined == 2 and sum(err.value.rejected.values()) == 0
+    assert "2 more cost over max_total_usd" in str(err.value)
+    tight = request(constraints={"max_total_usd": "117"})  # spot: bound $115.6 fits, expected $119.4 does not
+    with pytest.raises(Infeasible) as err:
+        place(tight, index(od, spot), catalog, cfg, NOW)
+    assert err.value.rejected["over_budget"] == 1 and err.value.not_examined == 1
 
 
 def test_portability(catalog: GpuCatalog, cfg: PlacementConfig) -> None:

@@ -1,9 +1,9 @@
 // The dashboard: reads GET /v1/offers (cheapest now), GET /v1/prices/history (chart) and GET /v1/providers
-// (source health), refreshes them every minute, and keeps the chart's choices in the URL fragment so a view can
+// (source health), refreshes them every two minutes, and keeps the chart's choices in the URL fragment so a view can
 // be bookmarked or shared.
 import { fmtTime, fmtUsd, prepareSeries, renderChart, renderLegend } from "./chart.js";
 
-const REFRESH_MS = 60e3;
+const REFRESH_MS = 120e3; // sources poll every 10 minutes or slower
 const PAGE = 1000; // the offers endpoint's largest page
 const MAX_PAGES = 50;
 const DAY = 864e5;
@@ -22,17 +22,34 @@ const state = { rows: [], history: null, hidden: new Set(), seq: 0, sort: { key:
 // --- helpers -------------------------------------------------------------------------------------------------
 
 class ApiError extends Error {}
+class AuthError extends ApiError {}
+
+const KEY_STORE = "broker.dashboard.apiKey";
+const storedKey = () => { try { return localStorage.getItem(KEY_STORE); } catch { return null; } };
 
 async function getJSON(path) {
-  const res = await fetch(path, { headers: { Accept: "application/json" } });
+  const headers = { Accept: "application/json" };
+  const key = storedKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const res = await fetch(path, { headers });
   let body = null;
   try { body = await res.json(); } catch { /* not JSON: reported below */ }
   if (!res.ok) {
     // RFC 9457 problem details: say what the broker said
     const detail = body && (body.detail || body.title);
-    throw new ApiError(`${path.split("?")[0]} answered ${res.status}${detail ? `: ${detail}` : ""}`);
+    const text = `${path.split("?")[0]} answered ${res.status}${detail ? `: ${detail}` : ""}`;
+    throw res.status === 401 || res.status === 403 ? new AuthError(text) : new ApiError(text);
   }
   return body;
+}
+
+function askForKey(err) {
+  const form = $("#key-form");
+  const had = storedKey();
+  $("#key-why").firstChild.textContent = had
+    ? `The broker refused the stored key (${err.message}). Paste a key with the `
+    : "This broker needs an API key. Paste a key with the ";
+  form.hidden = false;
 }
 
 function ago(iso) {
@@ -89,7 +106,7 @@ function better(cur, o) {
   return cur === null || o.gpu_hourly_usd < cur.gpu_hourly_usd ? o : cur;
 }
 
-export function summarise(offers) {
+function summarise(offers) {
   const by = new Map();
   let unknown = 0;
   for (const o of offers) {
@@ -164,7 +181,9 @@ function renderCheapest() {
     cell(tr, where(r.od), "where");
     priceCell(tr, r.spot);
     cell(tr, where(r.spot), "where");
-    cell(tr, r.discount === null ? "–" : `${Math.round(r.discount * 100)}%`, "num");
+    if (r.discount === null) cell(tr, "–", "num");
+    else if (r.discount < 0) cell(tr, "none", "num muted", "the cheapest spot offer costs more than the cheapest on-demand one");
+    else cell(tr, `${Math.round(r.discount * 100)}%`, "num");
     const c = priceCell(tr, r.committed);
     if (r.committed) c.title = `${where(r.committed)}, ${r.committed.purchase.replace("_", " ")}${r.committed.term ? ` ${r.committed.term}` : ""}`;
     cell(tr, String(r.providers), "num");
@@ -287,7 +306,10 @@ async function loadHistory() {
   try {
     const body = await getJSON(`v1/prices/history?${q}`);
     if (seq !== state.seq) return; // a newer choice was made meanwhile
-    state.history = { body, gpu, purchase, unit, from: from.getTime(), to: to.getTime(), stepMs: STEP_MS[step], step };
+    // the broker aligns the start down to a whole step: draw the range it answered for
+    const start = Date.parse(body.from) || from.getTime();
+    const end = Date.parse(body.to) || to.getTime();
+    state.history = { body, gpu, purchase, unit, from: start, to: end, stepMs: STEP_MS[step], step };
     drawHistory();
   } catch (err) {
     if (seq !== state.seq) return;
@@ -305,14 +327,14 @@ function drawHistory() {
   const series = prepareSeries(h.body.series);
   const gaps = h.body.gaps || [];
   const what = `${h.gpu}, ${h.purchase ? $("#purchase").selectedOptions[0].textContent.toLowerCase() : "any purchase option"}`;
-  $("#history-sub").textContent = `${what} · cheapest per provider per ${h.step}`;
+  $("#history-sub").textContent = `${what} · lowest price per provider in each ${h.step} step`;
   if (!series.some((s) => s.points.length)) {
     chartMessage("empty", `No ${what} prices recorded in this range.`);
     chart.dataset.gpu = h.gpu;
     $("#chart-note").textContent = "";
     return;
   }
-  renderChart(chart, { series, gaps, from: h.from, to: h.to, stepMs: h.stepMs, unit: UNIT_LABEL[h.unit], hidden: state.hidden });
+  renderChart(chart, { series, gaps, from: h.from, to: h.to, stepMs: h.stepMs, unit: h.body.unit || UNIT_LABEL[h.unit], hidden: state.hidden });
   chart.dataset.gpu = h.gpu;
   chart.dataset.purchase = h.purchase;
   chart.dataset.state = "ready";
@@ -321,9 +343,13 @@ function drawHistory() {
     drawHistory();
   });
   const n = series.reduce((acc, s) => acc + s.points.length, 0);
-  $("#chart-note").textContent = `${series.length} provider${series.length === 1 ? "" : "s"}, ${n} points` +
-    (gaps.length ? `; ${gaps.length} polling gap${gaps.length === 1 ? "" : "s"} shaded` : "") +
-    ". Hover for values; click a provider to hide or show its line.";
+  const polling = gaps.filter((g) => g.kind !== "withdrawn").length;
+  const withdrawn = gaps.length - polling;
+  const notes = [`${series.length} provider${series.length === 1 ? "" : "s"}, ${n} points`];
+  if (polling) notes.push(`${polling} polling gap${polling === 1 ? "" : "s"} shaded`);
+  if (withdrawn) notes.push(`${withdrawn} withdrawn period${withdrawn === 1 ? "" : "s"} marked on the time axis`);
+  if (h.body.gaps_truncated) notes.push("more gaps than shown");
+  $("#chart-note").textContent = `${notes.join("; ")}. Hover for values; click a provider to hide or show its line.`;
 }
 
 // --- refresh cycle ----------------------------------------------------------------------------------------------
@@ -354,6 +380,10 @@ async function refresh() {
     errors.push(providers.reason.message);
     emptyRow($("#health tbody"), 9, `Could not load sources: ${providers.reason.message}`, "empty bad");
   }
+  const denied = [offers, providers].find((r) => r.status === "rejected" && r.reason instanceof AuthError);
+  if (denied) askForKey(denied.reason);
+  else $("#key-form").hidden = true;
+  $("#forget-key").hidden = !storedKey();
   writeHash();
   await loadHistory();
   const now = new Date().toISOString().slice(11, 19);
@@ -377,6 +407,16 @@ function init() {
   $("#controls").addEventListener("submit", (ev) => ev.preventDefault());
   $("#refresh").addEventListener("click", () => { refresh(); schedule(); });
   $("#gpu-filter").addEventListener("input", renderCheapest);
+  $("#key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    try { localStorage.setItem(KEY_STORE, $("#key").value.trim()); } catch { /* storage off: nothing kept */ }
+    $("#key").value = "";
+    refresh();
+  });
+  $("#forget-key").addEventListener("click", () => {
+    try { localStorage.removeItem(KEY_STORE); } catch { /* storage off */ }
+    refresh();
+  });
   for (const th of document.querySelectorAll("#cheapest th[data-sort]")) {
     th.tabIndex = 0;
     const sort = () => {

@@ -64,7 +64,9 @@ export function niceTicks(lo, hi, count = 5) {
   const end = Math.ceil(hi / step) * step;
   const ticks = [];
   for (let v = start; v <= end + step / 2; v += step) ticks.push(Number(v.toFixed(10)));
-  return { lo: start, hi: end, ticks };
+  // cents at least, more only where the step needs them ($0.125 steps)
+  const decimals = Math.max(2, Math.ceil(-Math.log10(step) - 1e-9) + (step / mag === 2.5 ? 1 : 0));
+  return { lo: start, hi: end, ticks, decimals };
 }
 
 // UTC-aligned time ticks: hours, days, weeks (Mondays) or months, about `want` of them.
@@ -132,7 +134,7 @@ function valueAt(points, t, stepMs) {
 
 /**
  * Draw the chart into `container` (replacing its content).
- * opts: {series (from prepareSeries), gaps: [{from, to, key?}], from, to (ms), stepMs, unit (axis title),
+ * opts: {series (from prepareSeries), gaps (as the API gives them), from, to (ms), stepMs, unit (axis title),
  *        hidden: Set of labels not to draw}
  */
 export function renderChart(container, opts) {
@@ -157,24 +159,31 @@ export function renderChart(container, opts) {
   }, container);
   el("title", {}, root, `Price history, ${unit}`);
 
-  // polling gaps: shaded bands, with what is missing in their tooltip
+  // polling gaps: shaded bands; withdrawn offers: a strip along the time axis in their provider's colour
   const gapLayer = el("g", { class: "gaps" }, root);
+  const colourOf = new Map(series.map((s) => [s.label, s.colour]));
   for (const g of gaps) {
-    const a = toMs(g.from ?? g.start);
-    const b = toMs(g.to ?? g.end);
+    const a = toMs(g.from);
+    const b = toMs(g.to);
     if (!(b > from && a < to)) continue;
-    const rect = el("rect", {
-      class: "gap", x: clampX(a), y: m.top, width: Math.max(1, clampX(b) - clampX(a)), height: ph,
-    }, gapLayer);
-    const who = g.key ? `${seriesLabel(g.key)}: ` : g.source ? `${g.source}: ` : "";
-    el("title", {}, rect, `${who}no polls from ${fmtTime(a)} to ${fmtTime(b)} UTC`);
+    const span = `from ${fmtTime(a)} to ${fmtTime(b)} UTC`;
+    const x = clampX(a);
+    const w = Math.max(2, clampX(b) - x);
+    if (g.kind === "withdrawn") {
+      const rect = el("rect", { class: "withdrawn", x, y: m.top + ph - 4, width: w, height: 4,
+        fill: colourOf.get(g.provider) || "currentColor" }, gapLayer);
+      el("title", {}, rect, `${g.provider} ${g.region} ${g.instance_type} (${g.purchase}) not offered ${span}`);
+    } else {
+      const rect = el("rect", { class: "gap", x, y: m.top, width: w, height: ph, "data-source": g.source }, gapLayer);
+      el("title", {}, rect, `${g.source}: no poll ${span}; prices in this stretch are not known`);
+    }
   }
 
   // axes and grid
   const grid = el("g", { class: "grid" }, root);
   for (const v of y.ticks) {
     el("line", { x1: m.left, x2: m.left + pw, y1: Y(v), y2: Y(v) }, grid);
-    el("text", { class: "tick", x: m.left - 8, y: Y(v) + 4, "text-anchor": "end" }, grid, fmtUsd(v));
+    el("text", { class: "tick", x: m.left - 8, y: Y(v) + 4, "text-anchor": "end" }, grid, `$${v.toFixed(y.decimals)}`);
   }
   const tt = timeTicks(from, to, Math.max(3, Math.floor(pw / 110)));
   for (const t of tt.ticks) {

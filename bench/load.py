@@ -1,0 +1,323 @@
+"""Load test: a fixed request rate against ``broker serve`` on loopback while a large poll is ingested.
+
+    .venv/bin/python bench/load.py [--endpoint place|offers] [--rate 1000] [--duration 60] [--connections 64]
+                                   [--offers 100000] [--database-url URL] [--url http://127.0.0.1:PORT]
+
+Without ``--url`` it runs its own server: a temporary config with one ``file`` source of ``--offers`` offers,
+the database migrated and seeded with that universe, then ``broker serve`` with the scheduler on. The scheduler
+polls the file at start and every ``--poll-every`` seconds; between polls a thread rewrites the file with a third
+of the prices changed and 5% of offers replaced, so every poll writes. The load runs meanwhile.
+
+The load is open-loop (requests are due at a fixed rate whether or not earlier ones finished) over keep-alive
+HTTP/1.1 connections, and latency is measured from when a request was *due*, so a stalled server shows up in the
+percentiles instead of silently lowering the rate. Prints throughput, p50/p90/p99/max, errors, and the polls that
+ran during the load. Loopback only; the run is bounded by ``--duration`` (and a hard stop 30 s after it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from broker.domain import utcnow  # noqa: E402
+from broker.gpus import GpuCatalog  # noqa: E402
+from broker.store import migrate  # noqa: E402
+from broker.store.db import make_engine  # noqa: E402
+from broker.store.ingest import apply_snapshot  # noqa: E402
+from tests.faults import bigsnap  # noqa: E402
+from tests.faults.servers import free_port, write_config, write_json_atomic  # noqa: E402
+
+PLACE_BODY = {
+    "name": "bench",
+    "image": "nvcr.io/nvidia/pytorch:24.05-py3",
+    "gpu": {"count": 8, "models": ["H100", "A100-80GB", "H200"]},
+    "work": {"hours": 24, "reference_gpu": "H100-SXM"},
+    "alternatives": 3,
+}
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)  # from due time to response end (seconds)
+    service: list[float] = field(default_factory=list)  # from send to response end
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def loopback_only(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    ok = host == "localhost"
+    if not ok:
+        try:
+            ok = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = False
+    if not ok or parts.scheme != "http":
+        raise SystemExit(f"refusing {url}: the load test targets http:// on loopback only")
+    return host, parts.port or 80
+
+
+def build_request(host: str, port: int, method: str, path: str, body: bytes, api_key: str | None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: keep-alive", "Accept: */*"]
+    if api_key:
+        lines.append(f"Authorization: Bearer {api_key}")
+    if body:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    status = int(status_line.split(" ", 2)[1])
+    length = 0
+    chunked = False
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value.strip())
+        elif name == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status
+
+
+async def run_load(
+    host: str, port: int, request: bytes, rate: float, duration: float, connections: int
+) -> tuple[Stats, float, int]:
+    stats = Stats()
+    total = int(rate * duration)
+    next_ticket = 0
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 0.2
+    hard_stop = t0 + duration + 30
+
+    async def worker() -> None:
+        nonlocal next_ticket
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        while True:
+            i = next_ticket
+            if i >= total or loop.time() > hard_stop:
+                break
+            next_ticket += 1
+            due = t0 + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, port)
+                assert reader is not None
+                sent = loop.time()
+                writer.write(request)
+                status = await asyncio.wait_for(read_response(reader), timeout=10)
+                end = loop.time()
+                stats.latencies.append(end - due)
+                stats.service.append(end - sent)
+                stats.statuses[status] += 1
+                if status >= 400:
+                    stats.errors[f"HTTP {status}"] += 1
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                stats.errors[type(exc).__name__] += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return stats, loop.time() - t0, total
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+class OwnServer:
+    """A `broker serve` with one big file source, polled at start and every ``poll_every`` seconds."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="broker-load-"))
+        self.database_url = args.database_url or f"sqlite:///{self.dir / 'broker.db'}"
+        self.offers = args.offers
+        self.snap = self.dir / "snap.json"
+        sources = (
+            f'[sources.{bigsnap.SOURCE}]\nkind = "file"\npath = "{self.snap}"\n'
+            f"interval_minutes = {args.poll_every / 60}\njitter_seconds = 0\ntimeout_seconds = 300\n"
+        )
+        self.config = write_config(self.dir / "config", sources, index_refresh_seconds=1)
+        self.port = free_port()
+        self._stop = threading.Event()
+        self._poll_every = args.poll_every
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: Any = None
+
+    def start(self) -> None:
+        engine = make_engine(self.database_url)
+        migrate.upgrade(engine)
+        started = time.monotonic()
+        snap = bigsnap.snapshot(self.offers, 0)
+        snap.taken_at = utcnow()
+        apply_snapshot(engine, snap, GpuCatalog.load(self.config.parent / "gpus.toml"))
+        engine.dispose()
+        print(f"seeded {self.offers} offers in {time.monotonic() - started:.1f} s ({self.database_url})")
+        self._write(1)
+        env = {**os.environ, "BROKER_CONFIG": str(self.config), "BROKER_DATABASE_URL": self.database_url,
+               "BROKER_DATA_DIR": str(self.dir)}  # fmt: skip
+        cmd = [sys.executable, "-c", "from broker.cli.main import main; main()", "serve", "--host", "127.0.0.1",
+               "--port", str(self.port)]  # fmt: skip
+        self.log = (self.dir / "server.log").open("wb")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_healthy()
+        threading.Thread(target=self._rewrite_loop, daemon=True).start()
+
+    def _write(self, version: int) -> None:
+        write_json_atomic(self.snap, bigsnap.snapshot_json(self.offers, version, taken_at=utcnow()))
+
+    def _rewrite_loop(self) -> None:
+        version = 0
+        while not self._stop.wait(self._poll_every * 0.8):
+            self._write(version)
+            version = 1 - version
+
+    def _wait_healthy(self) -> None:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited: see {self.dir / 'server.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("server not healthy after 60 s")
+
+    def polls(self, since: Any) -> list[Any]:
+        from sqlalchemy import or_, select
+
+        from broker.store.models import PollRun, table
+
+        runs = table(PollRun)
+        engine = make_engine(self.database_url)
+        with engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    select(runs)
+                    .where(or_(runs.c.started_at >= since, runs.c.finished_at >= since, runs.c.finished_at.is_(None)))
+                    .order_by(runs.c.started_at)
+                )
+            )
+        engine.dispose()
+        return rows
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        if self.log is not None:
+            self.log.close()
+        if os.environ.get("BROKER_LOAD_KEEP"):
+            print(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", help="a running broker on loopback (default: start one)")
+    ap.add_argument("--endpoint", choices=["place", "offers"], default="place")
+    ap.add_argument("--body-file", type=Path, help="JSON body for POST /v1/place (default: a built-in job)")
+    ap.add_argument("--rate", type=float, default=1000, help="requests per second (open loop)")
+    ap.add_argument("--duration", type=float, default=60, help="seconds of load")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--offers", type=int, default=100_000, help="offers in the polled snapshot (own server)")
+    ap.add_argument("--poll-every", type=float, default=20, help="seconds between scheduled polls (own server)")
+    ap.add_argument("--database-url", help="own server's database (default: a temporary SQLite file)")
+    ap.add_argument("--api-key", default=os.environ.get("BROKER_API_KEY"), help="sent as a Bearer token")
+    args = ap.parse_args()
+    if not (0 < args.rate <= 20_000 and 0 < args.duration <= 600 and 0 < args.connections <= 512):
+        raise SystemExit("bounds: rate <= 20000/s, duration <= 600 s, connections <= 512")
+
+    own = None if args.url else OwnServer(args)
+    try:
+        if own is not None:
+            own.start()
+            url = f"http://127.0.0.1:{own.port}"
+        else:
+            url = args.url
+        host, port = loopback_only(url)
+        if args.endpoint == "place":
+            body = args.body_file.read_bytes() if args.body_file else json.dumps(PLACE_BODY).encode()
+            request = build_request(host, port, "POST", "/v1/place", body, args.api_key)
+        else:
+            request = build_request(host, port, "GET", "/v1/offers?gpu=H100&limit=20", b"", args.api_key)
+        since = utcnow()
+        print(f"load: {args.endpoint} at {args.rate:.0f}/s for {args.duration:.0f} s over {args.connections} "
+              f"connections against {url}")  # fmt: skip
+        stats, elapsed, due = asyncio.run(run_load(host, port, request, args.rate, args.duration, args.connections))
+        done = len(stats.latencies)
+        print(f"requests due {due}, answered {done} in {elapsed:.1f} s: {done / elapsed:.0f}/s")
+        print(f"status {dict(sorted(stats.statuses.items()))}; errors {dict(stats.errors) or 0}")
+        print(
+            f"latency from due time (ms): p50 {pct(stats.latencies, 0.50):.1f}  p90 {pct(stats.latencies, 0.90):.1f}"
+            f"  p99 {pct(stats.latencies, 0.99):.1f}  max {pct(stats.latencies, 1.0):.1f}"
+        )
+        print(
+            f"service time (ms):          p50 {pct(stats.service, 0.50):.1f}  p90 {pct(stats.service, 0.90):.1f}"
+            f"  p99 {pct(stats.service, 0.99):.1f}  mean {statistics.fmean(stats.service or [0]) * 1000:.1f}"
+        )
+        if own is not None:
+            polls = own.polls(since)
+            print(f"polls during the load: {len(polls)}")
+            for p in polls:
+                took = (p.finished_at - p.started_at).total_seconds() if p.finished_at else float("nan")
+                print(f"  {p.started_at:%H:%M:%S} {p.outcome:8} {p.offers_seen} offers, {p.prices_changed} "
+                      f"prices changed, {took:.1f} s")  # fmt: skip
+    finally:
+        if own is not None:
+            own.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Derived history tables: daily roll-ups of closed days, so a year of history is read in a few thousand rows.
+
+Nothing here is a source of truth: ``price_intervals`` and ``poll_runs`` are. Every row can be rebuilt from them
+(``broker.history.rollup.refresh`` does, incrementally), and a poll recorded late for a rolled-up day (a backfill)
+makes the roll-up rebuild from that day. Aggregates are floats: they feed charts and statistics, not billing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from broker.store.models import Base, PollRun, PriceInterval, UtcDateTime, table
+
+
+class PriceDaily(Base):
+    """Per offer class (GPU model, provider, purchase option, region) and UTC day: the step-function aggregates,
+    per GPU-hour (``_g``) and per instance-hour (``_i``). ``secs`` is offer-seconds with a price in force;
+    ``ws_*`` the price x seconds sums (time-weighted mean = ws / secs); ``last_*`` the lowest price in force at
+    the end of the day (NULL: none was)."""
+
+    __tablename__ = "history_price_daily"
+    __table_args__ = (Index("ix_history_price_daily_day", "day"),)
+
+    gpu_model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purchase: Mapped[str] = mapped_column(String(32), primary_key=True)
+    region: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 (UTC)
+    secs: Mapped[int] = mapped_column(BigInteger)
+    mn_g: Mapped[float] = mapped_column(Float)
+    mx_g: Mapped[float] = mapped_column(Float)
+    ws_g: Mapped[float] = mapped_column(Float)
+    last_g: Mapped[float | None] = mapped_column(Float)
+    mn_i: Mapped[float] = mapped_column(Float)
+    mx_i: Mapped[float] = mapped_column(Float)
+    ws_i: Mapped[float] = mapped_column(Float)
+    last_i: Mapped[float | None] = mapped_column(Float)
+
+
+class PollGap(Base):
+    """A stretch without an applied poll of a source, found in rolled-up days: from the last poll before it to the
+    first after it (``seconds`` apart). Stored when longer than 1.5x the source's median poll spacing; queries
+    keep those beyond their own threshold (2.5x the configured interval)."""
+
+    __tablename__ = "history_poll_gaps"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gap_from: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    gap_to: Mapped[datetime] = mapped_column(UtcDateTime)
+    seconds: Mapped[int] = mapped_column(BigInteger)
+
+
+class Withdrawal(Base):
+    """An offer's price closed without a new one opening at once (withdrawn), found in rolled-up days."""
+
+    __tablename__ = "history_withdrawals"
+
+    offer_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("offers.id", ondelete="CASCADE"), primary_key=True
+    )
+    gone_at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+
+
+class RollupState(Base):
+    """How far the roll-ups reach (exclusive, a UTC midnight) and the last poll run they account for."""
+
+    __tablename__ = "history_rollup_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    built_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    run_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# Closes by time: the roll-up finds withdrawals (a close with no reopening) per day without scanning every price.
+Index("ix_price_intervals_valid_to", table(PriceInterval).c.valid_to)
+# Polls by the time their data was seen: gap detection walks a source's polls in that order.
+Index("ix_poll_runs_source_taken", table(PollRun).c.source, table(PollRun).c.snapshot_taken_at)

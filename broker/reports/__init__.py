@@ -1,0 +1,1 @@
+"""Showback: what each team and project spent on GPUs, in business terms."""

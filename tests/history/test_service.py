@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from broker.gpus import GpuCatalog
+from broker.history.schemas import build_query
+from broker.history.service import price_history
+from tests.history.helpers import Piece, at, obs, poll, reference
+
+
+def _history(engine: Engine, catalog: GpuCatalog, now_h: float, use_rollup: bool = True, **kw: object):  # type: ignore[no-untyped-def]
+    q = build_query(catalog, now=at(now_h), **kw)  # type: ignore[arg-type]
+    return price_history(engine, q, now=at(now_h), intervals={"test": 60}, use_rollup=use_rollup)
+
+
+@pytest.fixture
+def mid_bucket_change(engine: Engine, catalog: GpuCatalog) -> None:
+    """One 8-GPU offer: $80 from 00:00, $160 from 00:30, $40 from 02:00 (instance-hour prices)."""
+    for hours, price in ((0, "80"), (0.5, "160"), (1, "160"), (2, "40")):
+        poll(engine, catalog, at(hours), [obs("p5.48xlarge", price, gpus=8)])
+
+
+@pytest.mark.parametrize(("agg", "expected"), [
+    ("min", [10.0, 20.0, 5.0]), ("max", [20.0, 20.0, 5.0]), ("avg", [15.0, 20.0, 5.0]), ("last", [20.0, 20.0, 5.0]),
+])  # fmt: skip
+def test_a_price_change_mid_bucket_gives_exact_figures(
+    engine: Engine, catalog: GpuCatalog, mid_bucket_change: None, agg: str, expected: list[float]
+) -> None:
+    r = _history(engine, catalog, 3, gpu="H100", from_=at(0), to=at(3), step="1h", agg=agg)
+    assert len(r.series) == 1 and r.series[0].key == {"provider": "aws"}
+    assert r.series[0].points == [(at(0), expected[0]), (at(1), expected[1]), (at(2), expected[2])]
+    assert r.to_json()["unit"] == "USD per GPU-hour"
+
+
+def test_instance_hour_unit_is_not_divided_by_gpus(engine: Engine, catalog: GpuCatalog, mid_bucket_change: None) -> None:
+    r = _history(engine, catalog, 3, from_=at(0), to=at(3), step="1h", agg="avg", unit="instance_hour")
+    assert [v for _, v in r.series[0].points] == [120.0, 160.0, 40.0]
+    assert r.to_json()["unit"] == "USD per instance-hour"
+
+
+def test_the_last_price_holds_until_now_and_no_further(engine: Engine, catalog: GpuCatalog, mid_bucket_change: None) -> None:
+    r = _history(engine, catalog, 4.5, from_=at(0), to=at(8), step="1h", agg="avg")
+    assert [t for t, _ in r.series[0].points] == [at(h) for h in range(5)]  # nothing after now (04:30)
+    assert r.series[0].points[-1][1] == 5.0
+
+
+def test_raw_lists_each_change(engine: Engine, catalog: GpuCatalog, mid_bucket_change: None) -> None:
+    r = _history(engine, catalog, 3, from_=at(0.25), to=at(3), step="raw", group_by="offer")
+    assert r.series[0].points == [(at(0.25), 10.0), (at(0.5), 20.0), (at(2), 5.0)]
+    assert r.series[0].key["instance_type"] == "p5.48xlarge" and r.series[0].key["gpu_count"] == 8
+
+
+def test_group_by_provider_and_purchase(engine: Engine, catalog: GpuCatalog) -> None:
+    def universe(spot: str) -> list:  # type: ignore[type-arg]
+        return [
+            obs("p5.48xlarge", "80", gpus=8),
+            obs("p5.48xlarge", spot, gpus=8, purchase="spot", zone="us-east-1a"),
+            obs("a3-highgpu-8g", "88", gpus=8, provider="gcp", region="us-central1"),
+            obs("gpu_1x_h100_sxm5", "3", gpus=1, provider="lambda", region="us-west-1"),
+        ]
+
+    poll(engine, catalog, at(0), universe("24"))
+    poll(engine, catalog, at(1), universe("32"))
+    r = _history(engine, catalog, 2, from_=at(0), to=at(2), step="1h", group_by="provider,purchase", agg="min")
+    got = {tuple(s.key.values()): [v for _, v in s.points] for s in r.series}
+    assert got == {("aws", "on_demand"): [10.0, 10.0], ("aws", "spot"): [3.0, 4.0], ("gcp", "on_demand"): [11.0, 11.0],
+                   ("lambda", "on_demand"): [3.0, 3.0]}  # fmt: skip
+    by_provider = _history(engine, catalog, 2, from_=at(0), to=at(2), step="1h", group_by="provider", agg="avg")
+    assert [v for _, v in by_provider.series[0].points] == [6.5, 7.0]  # aws: on-demand 10 and spot 3, then 4
+    one = _history(engine, catalog, 2, from_=at(0), to=at(2), step="1h", group_by="gpu_model", provider="GCP")
+    assert [(s.key, [v for _, v in s.points]) for s in one.series] == [({"gpu_model": "H100-SXM"}, [11.0, 11.0])]
+
+
+def test_polling_gaps_and_withdrawals_are_reported_not_filled(engine: Engine, catalog: GpuCatalog) -> None:
+    keep = [obs(f"keep-{i}", "10", gpus=1) for i in range(4)]
+    going = obs("going.1", "20", gpus=1)
+    poll(engine, catalog, at(0), [*keep, going])
+    poll(engine, catalog, at(1), [*keep, going])
+    poll(engine, catalog, at(2), keep)  # going.1 withdrawn at 02:00
+    # no poll from 02:00 to 06:00 (interval 60 min: more than 2.5 intervals)
+    poll(engine, catalog, at(6), [*keep, going])  # back at 06:00
+    r = _history(engine, catalog, 7, from_=at(0), to=at(7), step="1h", group_by="offer", instance_type="going.1")
+    assert [t for t, _ in r.series[0].points] == [at(0), at(1), at(6)]  # nothing while it was withdrawn
+    gaps = r.to_json()["gaps"]
+    assert {"kind": "polling", "from": at(2).isoformat(), "to": at(6).isoformat()}.items() <= gaps[0].items()
+    withdrawn = [g for g in gaps if g["kind"] == "withdrawn"]
+    assert len(withdrawn) == 1 and withdrawn[0]["instance_type"] == "going.1"
+    assert (withdrawn[0]["from"], withdrawn[0]["to"]) == (at(2).isoformat(), at(6).isoformat())
+
+
+def _random_history(engine: Engine, catalog: GpuCatalog, seed: int) -> list[Piece]:
+    """Eight offers over ten days: random changes (some mid-day, some days long), one offer withdrawn for a while."""
+    rng = random.Random(seed)
+    shapes = [(f"t{i}", rng.choice(["aws", "gcp"]), rng.choice(["spot", "on_demand"]), rng.choice([1, 8]))
+              for i in range(8)]  # fmt: skip
+    prices = {s[0]: rng.randint(20, 90) for s in shapes}
+    pieces: dict[str, Piece] = {}
+    out: list[Piece] = []
+    t = at(0)
+    while t < at(days=10):
+        for name, provider, purchase, gpus in shapes:
+            if name in pieces and rng.random() < 0.2:
+                prices[name] = rng.randint(20, 90)
+        absent = at(days=3) <= t < at(days=5)
+        listed = [obs(n, str(prices[n]), provider=p, purchase=pu, gpus=g) for n, p, pu, g in shapes
+                  if not (absent and n == "t0")]  # fmt: skip
+        poll(engine, catalog, t, listed)
+        for name, provider, purchase, gpus in shapes:
+            cur = pieces.get(name)
+            live = not (absent and name == "t0")
+            price = prices[name] / gpus
+            if cur is not None and (not live or cur.price != price):
+                cur.t1 = t
+                out.append(cur)
+                del pieces[name]
+            if live and name not in pieces:
+                pieces[name] = Piece((provider, purchase), t, None, price)
+        t += timedelta(hours=rng.choice([1, 2, 5, 11, 30]))
+    return out + list(pieces.values())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_roll_up_and_scan_agree_with_the_definition(engine: Engine, catalog: GpuCatalog, seed: int) -> None:
+    pieces = _random_history(engine, catalog, seed)
+    now = 24 * 10 + 7.5  # mid-morning of day 10: closed days come from the roll-up, today from the intervals
+    for step, agg in (("1d", "min"), ("1d", "max"), ("1d", "avg"), ("1d", "last"), ("2d", "avg"), ("2d", "last"),
+                      ("6h", "min"), ("6h", "last")):  # fmt: skip
+        want = reference(pieces, at(0), at(now), timedelta(days=2 if step == "2d" else 1 if step == "1d" else 0.25),
+                         agg)  # fmt: skip
+        for use_rollup in (True, False):
+            r = _history(engine, catalog, now, use_rollup, from_=at(0), to=at(days=11), step=step, agg=agg,
+                         group_by="provider,purchase")  # fmt: skip
+            got = {(s.key["provider"], s.key["purchase"]): s.points for s in r.series}
+            assert got.keys() == want.keys(), (step, agg, use_rollup)
+            for g, points in want.items():
+                assert [t for t, _ in got[g]] == [t for t, _ in points], (step, agg, use_rollup, g)
+                assert [v for _, v in got[g]] == pytest.approx([v for _, v in points], rel=1e-9), (step, agg, g)
+
+
+def test_a_backfill_rebuilds_the_roll_up(engine: Engine, catalog: GpuCatalog) -> None:
+    poll(engine, catalog, at(days=0), [obs("a.1", "10", gpus=1), obs("b.1", "10", gpus=1)])
+    poll(engine, catalog, at(days=2), [obs("a.1", "10", gpus=1), obs("b.1", "10", gpus=1)])
+    first = _history(engine, catalog, 24 * 3 + 2, from_=at(0), to=at(days=3), step="1d", group_by="gpu_model")
+    assert [v for _, v in first.series[0].points] == [10.0, 10.0, 10.0]
+    poll(engine, catalog, at(days=2.5), [obs("a.1", "4", gpus=1), obs("b.1", "10", gpus=1)])  # recorded late
+    again = _history(engine, catalog, 24 * 3 + 2, from_=at(0), to=at(days=3), step="1d", group_by="gpu_model")
+    assert [v for _, v in again.series[0].points] == [10.0, 10.0, 4.0]
