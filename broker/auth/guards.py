@@ -89,8 +89,8 @@ class AuthConfig:
         # getattr: the rate settings are optional in config/broker.toml
         return cls(
             enabled=bool(server.auth),
-            rate_per_second=float(getattr(server, "rate_limit_per_second", DEFAULT_RATE_PER_SECOND)),
-            burst=int(getattr(server, "rate_limit_burst", DEFAULT_BURST)),
+            rate_per_second=server.rate_limit_per_second,
+            burst=server.rate_limit_burst,
         )
 
 
@@ -108,8 +108,8 @@ class ApiKeyGuard:
 
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         scope = connection.scope
-        if scope["path"] in self.config.public_paths:
-            return
+        if scope["path"] in self.config.public_paths or handler.opt.get("public"):
+            return  # liveness, readiness, and the dashboard's page and assets (its API calls still need a key)
         if scope.get("method") == "OPTIONS":  # CORS preflight: browsers send no credentials on it; it reveals only
             return  # the allowed methods, and the real request that follows is checked
 

@@ -15,8 +15,10 @@ from broker.domain import ConfigError, Purchase
 from broker.observability.logging import configure_logging
 from broker.offers.schemas import OfferFilter, offer_out
 from broker.offers.service import select_offers
-from broker.polling.service import Skipped, poll_source
+from broker.polling.service import poll_source
+from broker.polling.skipped import Skipped
 from broker.providers.service import provider_status
+from broker.runtime import Runtime
 from broker.settings import load_settings
 from broker.store import migrate
 from broker.store.ingest import IngestResult
@@ -79,6 +81,15 @@ def _poll_row(result: IngestResult | Skipped, seconds: float) -> list[Any]:
     ]
 
 
+def _load_demo_history(rt: Runtime) -> None:
+    from broker.history.demo import load_demo_history
+
+    with console.status("loading a month of recorded price history ...", spinner="dots"):
+        polls = load_demo_history(rt)
+    if polls:
+        click.echo(f"demo data: recorded price history: {polls} polls")
+
+
 @cli.command()
 @click.argument("sources", nargs=-1)
 @click.option("--demo", is_flag=True, help="replay the project's recorded payloads instead of calling live APIs")
@@ -94,6 +105,8 @@ def poll(sources: tuple[str, ...], demo: bool, as_json: bool) -> None:
     unknown = [s for s in sources if s not in configured]
     if unknown:
         raise CliError(f"unknown source(s) {', '.join(unknown)}; configured: {', '.join(configured)}")
+    if demo and not sources:
+        _load_demo_history(rt)
     rows: list[list[Any]] = []
     summaries: list[dict[str, Any]] = []
     failed = False
@@ -253,6 +266,7 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_
         click.echo(warning, err=True)
     configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
     if demo:
+        _load_demo_history(rt)
         for cfg in rt.settings.sources.values():
             result = poll_source(rt, cfg, demo=True)
             if not isinstance(result, Skipped):
@@ -315,10 +329,11 @@ def check_config() -> None:
 def _add_commands() -> None:
     from broker.auth.cli import commands as key_commands
     from broker.exports.cli import commands as export_commands
+    from broker.history.cli import commands as history_commands
     from broker.placement.cli import commands as placement_commands
     from broker.usage.cli import commands as usage_commands
 
-    for command in (*placement_commands, *usage_commands, *export_commands, *key_commands):
+    for command in (*placement_commands, *history_commands, *usage_commands, *export_commands, *key_commands):
         cli.add_command(command)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -79,7 +80,8 @@ def history(gpu: str | None, purchase: str | None, provider: str | None, region:
     elif chart:
         series = [(_name(s.key), s.points) for s in result.series]
         width = max(40, min(console.width or 100, 160) - 14)
-        click.echo(draw(series, width=width, unit=result.to_json()["unit"]))
+        held = timedelta(seconds=q.step_s) if q.step_s else None
+        click.echo(draw(series, width=width, unit=result.to_json()["unit"], step=held))
         if result.gaps:
             click.echo(f"{len(result.gaps)} gap(s) in polling or listing: see --json")
     else:

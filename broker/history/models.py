@@ -16,19 +16,19 @@ from broker.store.models import Base, PollRun, PriceInterval, UtcDateTime, table
 
 
 class PriceDaily(Base):
-    """Per offer class (GPU model, provider, purchase option, region) and UTC day: the step-function aggregates,
+    """Per offer class (GPU model, provider, purchase option) and UTC day: the step-function aggregates,
     per GPU-hour (``_g``) and per instance-hour (``_i``). ``secs`` is offer-seconds with a price in force;
     ``ws_*`` the price x seconds sums (time-weighted mean = ws / secs); ``last_*`` the lowest price in force at
     the end of the day (NULL: none was)."""
 
     __tablename__ = "history_price_daily"
-    __table_args__ = (Index("ix_history_price_daily_day", "day"),)
+    # clustered by model then day on SQLite: a model's year is one contiguous read, already in day order
+    __table_args__ = {"sqlite_with_rowid": False}
 
     gpu_model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 (UTC)
     provider: Mapped[str] = mapped_column(String(64), primary_key=True)
     purchase: Mapped[str] = mapped_column(String(32), primary_key=True)
-    region: Mapped[str] = mapped_column(String(64), primary_key=True)
-    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 (UTC)
     secs: Mapped[int] = mapped_column(BigInteger)
     mn_g: Mapped[float] = mapped_column(Float)
     mx_g: Mapped[float] = mapped_column(Float)

@@ -172,11 +172,12 @@ def bucket_rows(
     b_end = f"({b_start} + :STEP)"
     dur = f"({s.least('x.e_t', b_end)} - {s.greatest('x.e_f', b_start)})"
     last = f"(CASE WHEN x.e_t >= {s.least(b_end, ':END')} THEN x.price END)"
+    # materialised: every row's epoch seconds are computed once, not once per expression that uses them
     sql = (
+        "WITH x AS MATERIALIZED (SELECT y.*, (y.e_f - :S) / :STEP AS k1, (y.e_t - 1 - :S) / :STEP AS k2 "
+        f"FROM ({inner}) y WHERE y.e_t > y.e_f) "
         f"SELECT {gout}, {bucket} AS k, MIN(x.price), MAX(x.price), SUM(x.price * {dur}), SUM({dur}), MIN({last}), "
-        f"MIN(x.e_f), MAX(x.e_t), MAX(CASE WHEN {spans} > 1 THEN 1 ELSE 0 END) "
-        f"FROM (SELECT y.*, (y.e_f - :S) / :STEP AS k1, (y.e_t - 1 - :S) / :STEP AS k2 FROM ({inner}) y "
-        "WHERE y.e_t > y.e_f) x "
+        f"MIN(x.e_f), MAX(x.e_t), MAX(CASE WHEN {spans} > 1 THEN 1 ELSE 0 END) FROM x "
         f"JOIN (SELECT 0 AS j UNION ALL SELECT 1 AS j) j ON j.j <= (CASE WHEN {spans} = 1 THEN 1 ELSE 0 END) "
         f"GROUP BY {gout + ', ' if gout else ''}{bucket}"
     )
@@ -282,7 +283,7 @@ def recent_poll_times(conn: Connection, source: str, limit: int = 50) -> list[da
 
 # --- roll-ups ------------------------------------------------------------------------------------------------------
 
-ROLLUP_GROUPS = ("gpu_model", "provider", "purchase", "region")
+ROLLUP_GROUPS = ("gpu_model", "provider", "purchase")
 
 
 def daily_rows(conn: Connection, q: HistoryQuery, d0: int, d1: int) -> Sequence[Any]:

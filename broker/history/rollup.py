@@ -1,9 +1,10 @@
 """Daily roll-ups of closed days (see ``broker.history.models``): built incrementally, rebuilt after backfills.
 
-``refresh`` is cheap when nothing is due (two indexed reads) and is called by history queries; the first call on
-a database holding months of history builds them all (seconds per month of 20k offers). Days are rolled up to
-midnight UTC one hour past, so a poll still in flight at midnight lands before its day is closed; a poll recorded
-later for a closed day (a backfill, an import) is noticed through ``poll_runs`` and that day onwards is rebuilt.
+``refresh`` is cheap when nothing is due (two indexed reads) and history queries call it. A first build over months
+of history takes a while (a week per transaction, ~10 s per month of 20k offers on SQLite): call it at start-up or
+after polls rather than leave it to the first request. Days are rolled up to midnight UTC one hour past, so a poll
+in flight at midnight lands before its day is closed; a poll recorded later for a closed day (a backfill, an
+import) is noticed through ``poll_runs`` and that day onwards is rebuilt.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from broker.store.bulk import Dialect
 
 DAY = 86400
 SETTLE = timedelta(hours=1)
-CHUNK_DAYS = 31
+CHUNK_DAYS = 7
 GAP_STORE_FACTOR = 1.5  # store spacings beyond 1.5x the median; queries apply their own (larger) threshold
 STATE = "daily"
 OBSERVED = ", ".join(f"'{o}'" for o in repo.OBSERVED)
@@ -49,44 +50,52 @@ def _invalidated_from(conn: Connection, built_to: datetime, run_id: int) -> date
     return Dialect(conn).read_dt(raw)
 
 
-def refresh(engine: Engine, now: datetime) -> datetime | None:
-    """Bring the roll-ups up to date; returns how far they reach (exclusive), None when there is no history."""
+def refresh(engine: Engine, now: datetime) -> datetime:
+    """Bring the roll-ups up to date; returns how far they reach (exclusive). Builds a week per transaction, so
+    a first build over months of history never holds SQLite's write lock for long (ingest keeps going)."""
     target = day_floor(now - SETTLE)
     with engine.connect() as conn:
         state = _state(conn)
         if state is not None and state[0] == target and _invalidated_from(conn, target, state[1]) is None:
             return target
-    with engine.begin() as conn:
-        db = Dialect(conn)
-        # the first write takes SQLite's lock; on PostgreSQL the row lock serialises concurrent builders
-        conflict = "ON CONFLICT DO NOTHING" if db.postgres else ""
-        verb = "INSERT" if db.postgres else "INSERT OR IGNORE"
-        conn.execute(
-            text(f"{verb} INTO history_rollup_state (name, built_to, run_id) VALUES (:n, NULL, 0) {conflict}"),
-            {"n": STATE},
-        )
-        if db.postgres:
-            conn.execute(text("SELECT name FROM history_rollup_state WHERE name = :n FOR UPDATE"), {"n": STATE})
-        state = _state(conn)
-        assert state is not None
-        built_to, _ = state
-        run_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM poll_runs")).scalar_one())
-        if built_to is not None:
-            stale = _invalidated_from(conn, built_to, state[1])
-            if stale is not None:
-                built_to = _drop_from(conn, day_floor(stale))
-        if built_to is None:
-            first = db.read_dt(conn.execute(text("SELECT MIN(valid_from) FROM price_intervals")).scalar())
-            built_to = day_floor(first) if first is not None else target
-        while built_to < target:
-            upto = min(target, built_to + timedelta(days=CHUNK_DAYS))
-            _build(conn, built_to, upto)
-            built_to = upto
-        conn.execute(
-            text("UPDATE history_rollup_state SET built_to = :b, run_id = :r WHERE name = :n"),
-            {"b": db.dt(max(built_to, target)), "r": run_id, "n": STATE},
-        )
-        return max(built_to, target)
+    while True:
+        with engine.begin() as conn:
+            built_to = _step(conn, target)
+        if built_to >= target:
+            return built_to
+
+
+def _step(conn: Connection, target: datetime) -> datetime:
+    """One transaction: drop what a late poll invalidated, then roll up at most CHUNK_DAYS more."""
+    db = Dialect(conn)
+    # the first write takes SQLite's lock; on PostgreSQL the row lock serialises concurrent builders
+    verb, conflict = ("INSERT", "ON CONFLICT DO NOTHING") if db.postgres else ("INSERT OR IGNORE", "")
+    conn.execute(
+        text(f"{verb} INTO history_rollup_state (name, built_to, run_id) VALUES (:n, NULL, 0) {conflict}"),
+        {"n": STATE},
+    )
+    if db.postgres:
+        conn.execute(text("SELECT name FROM history_rollup_state WHERE name = :n FOR UPDATE"), {"n": STATE})
+    state = _state(conn)
+    assert state is not None
+    built_to, seen_run = state
+    run_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM poll_runs")).scalar_one())
+    if built_to is not None:
+        stale = _invalidated_from(conn, built_to, seen_run)
+        if stale is not None:
+            built_to = _drop_from(conn, day_floor(stale))
+    if built_to is None:
+        first = db.read_dt(conn.execute(text("SELECT MIN(valid_from) FROM price_intervals")).scalar())
+        built_to = day_floor(first) if first is not None else target
+    if built_to < target:
+        upto = min(target, built_to + timedelta(days=CHUNK_DAYS))
+        _build(conn, built_to, upto)
+        built_to = upto
+    conn.execute(
+        text("UPDATE history_rollup_state SET built_to = :b, run_id = :r WHERE name = :n"),
+        {"b": db.dt(built_to), "r": run_id, "n": STATE},
+    )
+    return built_to
 
 
 def _drop_from(conn: Connection, day: datetime) -> datetime:
@@ -110,8 +119,8 @@ def _build(conn: Connection, start: datetime, end: datetime) -> None:
         for k, mn, mx, ws, secs, last in b.values():
             i_mn, i_mx, i_ws, _, i_last = inst[k]
             rows.append((*g, s0 // DAY + k, secs, mn, mx, ws, last, i_mn, i_mx, i_ws, i_last))
-    db.insert("history_price_daily", ("gpu_model", "provider", "purchase", "region", "day", "secs", "mn_g", "mx_g",
-                                      "ws_g", "last_g", "mn_i", "mx_i", "ws_i", "last_i"), rows)  # fmt: skip
+    db.insert("history_price_daily", ("gpu_model", "provider", "purchase", "day", "secs", "mn_g", "mx_g", "ws_g",
+                                      "last_g", "mn_i", "mx_i", "ws_i", "last_i"), rows)  # fmt: skip
     _build_gaps(conn, start, end)
     verb = "INSERT" if db.postgres else "INSERT OR IGNORE"
     conflict = "ON CONFLICT DO NOTHING" if db.postgres else ""

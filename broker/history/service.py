@@ -148,6 +148,7 @@ def _rollup_applies(q: HistoryQuery) -> bool:
         and q.step_s % DAY == 0
         and set(q.group_by) <= set(repo.ROLLUP_GROUPS)
         and q.instance_type is None
+        and q.region is None
         and q.offer_id is None
     )
 

@@ -51,6 +51,8 @@ class OfferIndex:
     def build(
         cls, offers: Sequence[IndexedOffer], built_at: datetime, max_age: Mapping[str, timedelta] | None = None
     ) -> OfferIndex:
+        # kept sorted by price per GPU-hour, so listings filter without sorting
+        offers = sorted(offers, key=_listing_order)
         by_gpu: dict[str, list[IndexedOffer]] = {}
         for o in offers:
             by_gpu.setdefault(o.gpu_model, []).append(o)
@@ -60,3 +62,7 @@ class OfferIndex:
             max_age=dict(max_age or {}),
             by_gpu={k: tuple(v) for k, v in by_gpu.items()},
         )
+
+
+def _listing_order(o: IndexedOffer) -> tuple[float, float, str, str, str]:
+    return (o.gpu_hourly_usd, o.hourly_usd, o.key.provider, o.key.region, o.key.instance_type)

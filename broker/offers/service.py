@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine
 from broker.domain import ConfigError, utcnow
 from broker.gpus import GpuCatalog
 from broker.offers import repository
-from broker.offers.index import IndexedOffer, OfferIndex
+from broker.offers.index import IndexedOffer, OfferIndex, _listing_order
 from broker.offers.schemas import OfferFilter
 
 OfferTransform = Callable[[Connection, list[IndexedOffer]], list[IndexedOffer]]
@@ -72,6 +72,8 @@ def select_offers(index: OfferIndex, catalog: GpuCatalog, f: OfferFilter) -> lis
         # an unknown GPU is stored under the source's own name: reachable by that name with unknown_gpus
         ids = {m.id for m in models} | ({f.gpu} if f.unknown_gpus else set())
         offers = [o for gid in ids for o in index.by_gpu.get(gid, ())]
+        if len(ids) > 1:
+            offers.sort(key=_listing_order)
     else:
         offers = list(index.offers)
     purchase = f.purchase.value if f.purchase else None
@@ -85,5 +87,4 @@ def select_offers(index: OfferIndex, catalog: GpuCatalog, f: OfferFilter) -> lis
         and (f.min_gpus is None or o.gpu_count >= f.min_gpus)
         and (not f.unknown_gpus or not o.gpu_known)
     ]
-    out.sort(key=lambda o: (o.gpu_hourly_usd, o.hourly_usd, o.key.provider, o.key.region, o.key.instance_type))
     return out

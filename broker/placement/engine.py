@@ -144,19 +144,30 @@ class _Stream:
     """The non-committed buckets of one model, arch, kind and rate class: one per region and availability."""
 
     sid: int  # key of the per-request-shape view caches
-    kind: int
-    edge: float  # lower edge of the stream's rate class (<= rate_min)
-    size: int
-    unavailable: int  # offers marked unavailable: never searched, only counted
-    rate_min: float
     gpn: int
     whole: _View  # the other buckets, no egress: the view for a request that restricts nothing and moves no data
 
 
 @dataclass(frozen=True, slots=True)
+class _Group:
+    """The non-committed offers of one model, arch, kind and rate class: a stream per GPUs per node."""
+
+    spot: bool
+    edge: float  # lower edge of the rate class: every offer in it is interrupted at least this often
+    size: int
+    unavailable: int  # offers marked unavailable: never searched, only counted
+    live: tuple[_Stream, ...]  # streams with offers to search
+    cheapest: float  # USD per GPU-hour, over the live streams
+    max_gpn: int  # over the live streams: the fewest nodes, the lowest gang rate
+    regions: Mapping[str, int]  # provider -> how many regions hold offers to search: the egress floor
+    region_min: Mapping[tuple[str, str], float]  # (provider, region) -> cheapest USD per GPU-hour there
+    runner_up: float  # cheapest USD per GPU-hour outside the region of ``cheapest``
+
+
+@dataclass(frozen=True, slots=True)
 class _ArchPrep:
     size: int
-    groups: tuple[tuple[_Stream, ...], ...]  # the streams of one kind and rate class, one per GPUs per node
+    groups: tuple[_Group, ...]
     committed: tuple[_Bucket, ...]  # every committed bucket (walked when the request holds commitments)
     held_attr: tuple[_Bucket, ...]  # committed buckets marked held by their source
     unheld_size: int  # offers in committed buckets not marked held
@@ -313,32 +324,49 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _P
     out: dict[str, dict[str, _ArchPrep]] = {}
     sid = 0
     for (model_id, arch), by_stream in per_arch.items():
-        streams: dict[tuple[int, int], list[_Stream]] = {}
+        by_group: dict[tuple[int, int], list[list[_Bucket]]] = {}
         committed: list[_Bucket] = []
-        for (kind, rclass, gpn), buckets in sorted(by_stream.items()):
+        for (kind, rclass, _), buckets in sorted(by_stream.items()):
             if kind == _COMMITTED:
                 committed.extend(buckets)
-                continue
-            buckets.sort(key=lambda b: (b.prices[0], b.rk, b.avail))
-            searched = [b for b in buckets if b.avail != _UNAVAILABLE]
-            streams.setdefault((kind, rclass), []).append(
-                _Stream(
-                    sid,
-                    kind,
+            else:
+                by_group.setdefault((kind, rclass), []).append(buckets)
+        groups: list[_Group] = []
+        for (kind, rclass), per_gpn in by_group.items():
+            live: list[_Stream] = []
+            for buckets in per_gpn:
+                searched = sorted(
+                    (b for b in buckets if b.avail != _UNAVAILABLE), key=lambda b: (b.prices[0], b.rk, b.avail)
+                )
+                if searched:
+                    live.append(_Stream(sid, searched[0].gpn, _view(searched)))
+                    sid += 1
+            regions: dict[str, set[str]] = {}
+            region_min: dict[tuple[str, str], float] = {}
+            for st in live:
+                for b in st.whole.buckets:
+                    regions.setdefault(b.provider, set()).add(b.region)
+                    region_min[b.rk] = min(region_min.get(b.rk, math.inf), b.prices[0])
+            by_price = sorted(region_min.values())
+            groups.append(
+                _Group(
+                    kind == _SPOT,
                     edges[rclass] if kind == _SPOT else 0.0,
-                    sum(len(b.offers) for b in buckets),
-                    sum(len(b.offers) for b in buckets if b.avail == _UNAVAILABLE),
-                    min((b.rate_min for b in searched), default=0.0),
-                    gpn,
-                    _view(searched),
+                    sum(len(b.offers) for bs in per_gpn for b in bs),
+                    sum(len(b.offers) for bs in per_gpn for b in bs if b.avail == _UNAVAILABLE),
+                    tuple(live),
+                    min((st.whole.mins[0] for st in live), default=math.inf),
+                    max((st.gpn for st in live), default=1),
+                    {p: len(r) for p, r in regions.items()},
+                    region_min,
+                    by_price[1] if len(by_price) > 1 else math.inf,
                 )
             )
-            sid += 1
         held = tuple(b for b in committed if b.held_attr)
-        size = sum(s.size for g in streams.values() for s in g) + sum(len(b.offers) for b in committed)
+        size = sum(g.size for g in groups) + sum(len(b.offers) for b in committed)
         out.setdefault(model_id, {})[arch] = _ArchPrep(
             size,
-            tuple(tuple(g) for g in streams.values()),
+            tuple(groups),
             tuple(committed),
             held,
             sum(len(b.offers) for b in committed if not b.held_attr),
@@ -660,23 +688,23 @@ class _Walk:
     def push(self, bound: float, tag: int, node: Any, i: int, ctx: tuple[float, ...]) -> None:
         heapq.heappush(self.heap, (bound, next(self.seq), tag, node, i, ctx))
 
-    def expand(self, streams: Sequence[_Stream], work_h: float) -> None:
-        """A model reached by the walk: its streams' region checks and deadline floors, then their views."""
+    def expand(self, g: _Group, work_h: float) -> None:
+        """A group reached by the walk: its streams' region checks and deadline floors, then their views."""
         job, rejected = self.job, self.rejected
-        for st in streams:
+        for st in g.live:
             unknown, outside, views = self.views(st)
             rejected[_UNAVAILABLE_R] += unknown
             rejected[_CONSTRAINT] += outside
             nodes = -(-job.count // st.gpn)
-            floor = self.floor(nodes, st.rate_min)
-            late = work_h * floor * (1.0 + nodes * st.rate_min * job.wait_h) * _SLACK > job.deadline_h
+            floor = self.floor(nodes, g.edge)
+            late = work_h * floor * (1.0 + nodes * g.edge * job.wait_h) * _SLACK > job.deadline_h
             factor = nodes * st.gpn * work_h * _SLACK  # GPUs paid for x hours of work
             fm = factor * floor
             for v in views:
                 if late:  # even the lowest rate of the stream cannot finish in time
                     rejected[_DEADLINE] += v.rest[0]
                     continue
-                egress, transfer_h = self.moved(v.relation, v.buckets[0])
+                egress, transfer_h = self.moved(v.relation)
                 self.push(fm * v.mins[0] + egress, _STREAM, v, 0, (fm, work_h, factor, egress, transfer_h))
 
     def relation(self, b: _Bucket) -> int:
@@ -695,12 +723,33 @@ class _Walk:
             shape.relation[b.rk] = rel
         return rel
 
-    def moved(self, relation: int, b: _Bucket) -> tuple[float, float]:
-        """(egress USD, transfer hours) for a relation, from any bucket in it."""
+    def moved(self, relation: int) -> tuple[float, float]:
+        """(egress USD, transfer hours) to any region in the relation."""
         hit = self.moves[relation]
         if hit is None:
-            hit = self.moves[relation] = _egress(self.job, b.provider, b.region, self.cfg)
+            data = self.job.req.data
+            assert data is not None  # only _HERE (pre-filled) without data
+            # egress_usd tells regions apart only by equality with the data's: "" stands for any other one
+            provider = data.provider if relation == _SAME_PROVIDER else ""
+            hit = self.moves[relation] = _egress(self.job, provider, "", self.cfg)
         return hit
+
+    def group_floor(self, g: _Group, per_usd: float) -> float:
+        """The least cost of any offer in the group: ``per_usd`` (USD per USD/GPU-hour) x its cheapest price
+        plus the least egress there (the request's region rules aside)."""
+        data = self.job.req.data
+        if data is None or data.size_gb <= 0:
+            return per_usd * g.cheapest
+        here = g.region_min.get((data.provider, data.region), math.inf)
+        # any other region pays the egress of moving the data out of its region
+        egress = math.inf
+        own = g.regions.get(data.provider, 0)
+        if own > (here < math.inf):
+            egress = self.moved(_SAME_PROVIDER)[0]
+        if len(g.regions) > (own > 0):
+            egress = min(egress, self.moved(_ELSEWHERE)[0])
+        elsewhere = g.runner_up if g.cheapest == here else g.cheapest
+        return min(per_usd * here, per_usd * elsewhere + egress)
 
     def views(self, st: _Stream) -> tuple[int, int, tuple[_View, ...]]:
         """The stream's buckets the request allows, split by egress; and the offers left out by availability
@@ -734,6 +783,7 @@ class _Walk:
         rejected[_WRONG_GPU] += self.prep.unplaceable
         base_floor = self.floor(0, 0.0) * _SLACK
         arch = str(req.arch)
+        heap, floors, count, spot_allowed = self.heap, self.floors, job.count, job.spot_allowed
         for model_id, mp in self.prep.models.items():
             reason = _gpu_reason(req, mp.model, allowed) if model_id in job.work_h else _WRONG_GPU
             if reason is not None:
@@ -748,22 +798,16 @@ class _Walk:
             if work_h * base_floor > job.deadline_h:  # too slow even with nothing interrupting it
                 rejected[_DEADLINE] += inside
                 continue
-            for group in ap.groups:  # one kind and rate class: opened when its bound comes up
-                if group[0].kind == _SPOT and not job.spot_allowed:
-                    rejected[_CONSTRAINT] += sum(st.size for st in group)
+            for g in ap.groups:  # one kind and rate class: opened when its bound comes up
+                if g.spot and not spot_allowed:
+                    rejected[_CONSTRAINT] += g.size
                     continue
-                streams = []
-                cheapest = math.inf  # USD per hour of work on the cheapest node set
-                for st in group:
-                    rejected[_UNAVAILABLE_R] += st.unavailable
-                    if st.whole.buckets:
-                        streams.append(st)
-                        nodes = -(-job.count // st.gpn)
-                        cost = nodes * st.gpn * st.whole.mins[0] * self.floor(nodes, st.edge)
-                        cheapest = min(cheapest, cost)
-                if streams:
-                    bound = work_h * _SLACK * cheapest
-                    self.heap.append((bound, next(self.seq), _MODEL, tuple(streams), 0, (work_h,)))
+                rejected[_UNAVAILABLE_R] += g.unavailable
+                if g.live:  # >= count GPUs paid at the cheapest price, at the fewest nodes' floor
+                    nodes = -(-count // g.max_gpn)
+                    floor = floors.get((nodes, g.edge)) or self.floor(nodes, g.edge)
+                    bound = self.group_floor(g, work_h * _SLACK * count * floor)
+                    heap.append((bound, next(self.seq), _MODEL, g, 0, (work_h,)))
             if job.held:
                 candidates = ap.committed
             else:
@@ -780,7 +824,8 @@ class _Walk:
                 if rel < 0:
                     rejected[_CONSTRAINT] += len(b.offers)
                     continue
-                self.open(b, work_h, 0.0, *self.moved(rel, b))  # held capacity may cost nothing: bound = egress
+                # held capacity may cost nothing: the bound is the egress
+                self.open(b, work_h, 0.0, *self.moved(rel))
         heapq.heapify(self.heap)
 
     def open(self, b: _Bucket, work_h: float, factor: float, egress: float, transfer_h: float) -> None:
@@ -846,7 +891,7 @@ class _Walk:
 def _left(tag: int, node: Any, i: int) -> int:
     """Offers not yet reached under a heap entry."""
     if tag == _MODEL:
-        return sum(st.whole.rest[0] for st in node)
+        return sum(st.whole.rest[0] for st in node.live)
     if tag == _STREAM:
         return int(node.rest[i])
     return len(node.offers) - i

@@ -18,7 +18,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from broker.domain import utcnow
 from broker.polling import lease
-from broker.polling.service import Skipped, poll_source, skip_reason
+from broker.polling.service import poll_source, skip_reason
+from broker.polling.skipped import Skipped
 from broker.runtime import Runtime
 from broker.settings import SourceConfig
 
@@ -80,7 +81,8 @@ class PollScheduler:
             log.info("source %s skipped: %s", cfg.name, result.reason)
         else:
             log.info("poll %s: %s", cfg.name, result.summary())
-        # hold the lease for most of the interval so the other replicas skip this round
-        hold_until = started + timedelta(minutes=cfg.interval_minutes) - timedelta(seconds=cfg.jitter_seconds + 5)
+        # Hold the lease past this replica's own next run (it can always retake its own lease), so the others skip
+        # every round while it keeps polling, and take over only if it misses a run.
+        hold_until = started + timedelta(minutes=cfg.interval_minutes) + timedelta(seconds=cfg.jitter_seconds + 5)
         lease.extend(self.runtime.engine, name, self.holder, max(hold_until, utcnow()))
         return True

@@ -25,9 +25,11 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+# The page and its assets hold no data: they are public; the API calls the page makes carry the user's key.
+PUBLIC = {"public": True}
 
 
-@get("/ui", sync_to_thread=False, include_in_schema=False)
+@get("/ui", sync_to_thread=False, include_in_schema=False, opt=PUBLIC)
 def dashboard(request: Request[Any, Any, Any]) -> Response[bytes] | Redirect:
     # The page links its assets and the API relatively ("ui/static/..", "v1/.."), which resolve right only from
     # "/ui" (also behind a path prefix): send "/ui/" there.
@@ -44,6 +46,7 @@ static_router = create_static_files_router(
     # no build step means no hashed file names: let browsers revalidate instead of serving a stale script
     cache_control=CacheControlHeader(no_cache=True),
     include_in_schema=False,
+    opt=PUBLIC,
 )
 
 ROUTES: list[Any] = [dashboard, static_router]

@@ -24,10 +24,9 @@ def upgrade() -> None:
     op.create_table(
         "history_price_daily",
         sa.Column("gpu_model", sa.String(length=128), nullable=False),
+        sa.Column("day", sa.Integer(), nullable=False),
         sa.Column("provider", sa.String(length=64), nullable=False),
         sa.Column("purchase", sa.String(length=32), nullable=False),
-        sa.Column("region", sa.String(length=64), nullable=False),
-        sa.Column("day", sa.Integer(), nullable=False),
         sa.Column("secs", sa.BigInteger(), nullable=False),
         sa.Column("mn_g", sa.Float(), nullable=False),
         sa.Column("mx_g", sa.Float(), nullable=False),
@@ -37,12 +36,9 @@ def upgrade() -> None:
         sa.Column("mx_i", sa.Float(), nullable=False),
         sa.Column("ws_i", sa.Float(), nullable=False),
         sa.Column("last_i", sa.Float(), nullable=True),
-        sa.PrimaryKeyConstraint(
-            "gpu_model", "provider", "purchase", "region", "day", name=op.f("pk_history_price_daily")
-        ),
+        sa.PrimaryKeyConstraint("gpu_model", "day", "provider", "purchase", name=op.f("pk_history_price_daily")),
+        sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("history_price_daily", schema=None) as batch_op:
-        batch_op.create_index("ix_history_price_daily_day", ["day"], unique=False)
     op.create_table(
         "history_poll_gaps",
         sa.Column("source", sa.String(length=64), nullable=False),
@@ -81,6 +77,4 @@ def downgrade() -> None:
     op.drop_table("history_rollup_state")
     op.drop_table("history_withdrawals")
     op.drop_table("history_poll_gaps")
-    with op.batch_alter_table("history_price_daily", schema=None) as batch_op:
-        batch_op.drop_index("ix_history_price_daily_day")
     op.drop_table("history_price_daily")

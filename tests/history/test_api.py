@@ -17,7 +17,7 @@ from broker.history.endpoints import ROUTES
 from broker.runtime import Runtime
 from tests.history.helpers import obs, poll
 
-Client = TestClient  # type: ignore[type-arg]
+Client = TestClient[Litestar]
 
 
 def today() -> datetime:

@@ -59,15 +59,20 @@ def test_history_chart_draws_every_series(env: dict[str, str]) -> None:
                        "--chart")  # fmt: skip
     assert code == 0
     assert "* aws/on_demand" in out and "o aws/spot" in out and "+ gcp/on_demand" in out
-    plot = "\n".join(line.split("|", 1)[1] for line in out.splitlines() if "|" in line)
-    assert plot.count("o") == 7 and plot.count("+") == 7  # one mark per hourly point, this hour included
+    plot = [line.split("|", 1)[1] for line in out.splitlines() if "|" in line]
+    gcp = [row for row in plot if "+" in row]
+    assert len(gcp) == 1 and gcp[0].strip(" +") == ""  # one flat line: gcp's price never changed
+    assert len([row for row in plot if "o" in row]) == 3  # aws spot at $3, $2 and $2.5 per GPU-hour
 
 
 def test_chart_puts_high_prices_high_and_leaves_gaps_empty() -> None:
     t = datetime(2026, 11, 1, tzinfo=UTC)
-    text = draw([("a", [(t, 1.0), (t + timedelta(hours=1), 3.0), (t + timedelta(hours=4), 2.0)])], width=5, height=3)
+    points = [(t, 1.0), (t + timedelta(hours=1), 3.0), (t + timedelta(hours=4), 2.0)]
+    text = draw([("a", points)], width=9, height=3, step=timedelta(hours=1))
     rows = [line.split("|", 1)[1] for line in text.splitlines()[:3]]
-    assert rows == [" *   ", "    *", "*    "]  # 3.0 on top, 1.0 at the bottom, nothing at hours 2-3
+    assert rows == ["  *      ", "        *", "**       "]  # 1.0 held to the next hour; hours 2-3 missing: empty
+    raw = draw([("a", points)], width=9, height=3)  # raw changes: each price holds until the next
+    assert [line.split("|", 1)[1] for line in raw.splitlines()[:3]] == ["  ****** ", "        *", "**       "]
 
 
 def test_history_errors_name_the_option(env: dict[str, str]) -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -36,13 +36,17 @@ def test_a_price_change_mid_bucket_gives_exact_figures(
     assert r.to_json()["unit"] == "USD per GPU-hour"
 
 
-def test_instance_hour_unit_is_not_divided_by_gpus(engine: Engine, catalog: GpuCatalog, mid_bucket_change: None) -> None:
+def test_instance_hour_unit_is_not_divided_by_gpus(
+    engine: Engine, catalog: GpuCatalog, mid_bucket_change: None
+) -> None:
     r = _history(engine, catalog, 3, from_=at(0), to=at(3), step="1h", agg="avg", unit="instance_hour")
     assert [v for _, v in r.series[0].points] == [120.0, 160.0, 40.0]
     assert r.to_json()["unit"] == "USD per instance-hour"
 
 
-def test_the_last_price_holds_until_now_and_no_further(engine: Engine, catalog: GpuCatalog, mid_bucket_change: None) -> None:
+def test_the_last_price_holds_until_now_and_no_further(
+    engine: Engine, catalog: GpuCatalog, mid_bucket_change: None
+) -> None:
     r = _history(engine, catalog, 4.5, from_=at(0), to=at(8), step="1h", agg="avg")
     assert [t for t, _ in r.series[0].points] == [at(h) for h in range(5)]  # nothing after now (04:30)
     assert r.series[0].points[-1][1] == 5.0
@@ -102,7 +106,7 @@ def _random_history(engine: Engine, catalog: GpuCatalog, seed: int) -> list[Piec
     out: list[Piece] = []
     t = at(0)
     while t < at(days=10):
-        for name, provider, purchase, gpus in shapes:
+        for name, *_ in shapes:
             if name in pieces and rng.random() < 0.2:
                 prices[name] = rng.randint(20, 90)
         absent = at(days=3) <= t < at(days=5)
@@ -134,7 +138,9 @@ def test_roll_up_and_scan_agree_with_the_definition(engine: Engine, catalog: Gpu
         for use_rollup in (True, False):
             r = _history(engine, catalog, now, use_rollup, from_=at(0), to=at(days=11), step=step, agg=agg,
                          group_by="provider,purchase")  # fmt: skip
-            got = {(s.key["provider"], s.key["purchase"]): s.points for s in r.series}
+            got: dict[tuple[str, ...], list[tuple[datetime, float]]] = {
+                (s.key["provider"], s.key["purchase"]): s.points for s in r.series
+            }
             assert got.keys() == want.keys(), (step, agg, use_rollup)
             for g, points in want.items():
                 assert [t for t, _ in got[g]] == [t for t, _ in points], (step, agg, use_rollup, g)

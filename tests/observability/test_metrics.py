@@ -11,7 +11,8 @@ from broker.auth import service
 from broker.domain import Outcome, utcnow
 from broker.observability import metrics
 from broker.observability.metrics import REGISTRY
-from broker.polling.service import Skipped, poll_source
+from broker.polling.service import poll_source
+from broker.polling.skipped import Skipped
 from broker.runtime import Runtime
 from broker.store.ingest import IngestResult, apply_snapshot
 from tests.auth.app_helper import secured_app

@@ -10,7 +10,13 @@ import pytest
 
 from broker.domain import ConfigError
 from broker.placement import PlacementConfig
-from broker.placement.costmodel import daly_interval_h, estimate_run, wall_hours, young_interval_h
+from broker.placement.costmodel import (
+    daly_interval_h,
+    estimate_run,
+    wall_factor_floor,
+    wall_hours,
+    young_interval_h,
+)
 
 
 @pytest.mark.parametrize(("mtbf_h", "expected_min"), [(24.0, 116.7), (6.0, 56.7), (0.25, 9.1)])
@@ -154,3 +160,20 @@ def test_priors_agree_with_the_measured_spot_traces(cfg: PlacementConfig, shared
     lo, hi = _pooled(shared_dir / "data" / "spot-traces" / "availability" / "1-node" / "aws-02-15-2023")[0], 1.39
     bands = sorted(cfg.placement.interruption.bands.values())
     assert bands[0] <= lo * 1.5 and bands[-1] <= hi
+
+
+def test_wall_factor_floor_bounds_every_interval_from_below() -> None:
+    # placement prunes with it: a floor above the real wall time would drop the cheapest option
+    rng = random.Random(7)
+    for _ in range(20_000):
+        rate = 10 ** rng.uniform(-6, 1.3)
+        write = rng.choice([0.0, rng.uniform(0, 2)])
+        restart = rng.uniform(0, 1)
+        tau = rng.choice([daly_interval_h(write, 1 / rate), 10 ** rng.uniform(-3, 2)])
+        floor = wall_factor_floor(rate, write, restart)
+        assert wall_hours(1.0, rate, write, restart, tau) >= floor * (1 - 1e-12)
+        assert wall_factor_floor(rate * 1.5, write, restart) >= floor  # monotone: a class's lowest rate bounds it
+    assert wall_factor_floor(0.0, 0.1, 0.2) == 1.0
+    assert wall_factor_floor(0.3, 0.0, 0.25) == pytest.approx(math.exp(0.075))  # exact without checkpoint writes
+    # close to the Young/Daly optimum it bounds (the pruning is only as good as this)
+    assert wall_factor_floor(0.47, 5 / 60, 0.25) > 0.95 * wall_hours(1.0, 0.47, 5 / 60, 0.25, daly_interval_h(5 / 60, 1 / 0.47))

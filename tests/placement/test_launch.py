@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.gpus import GpuCatalog
 from broker.placement import PlacementConfig, place
+from broker.placement.launch import _DUMPER, _block, dump_yaml, skypilot_task
 from tests.placement.conftest import NOW, index, offer, request
 
 
@@ -72,3 +75,37 @@ def test_amd_on_demand_single_node_with_a_shell_command(catalog: GpuCatalog, cfg
     assert pod["containers"][0]["resources"]["limits"] == {"amd.com/gpu": "4"}
     assert "karpenter.sh/capacity-type" not in pod["nodeSelector"]
     assert "completionMode" not in d.launch.kubernetes_job["spec"]
+
+
+_TEXT = st.text(alphabet=st.sampled_from("aZ09_-./:=+@() #'\"!,?*&|%~\té"), max_size=12)
+_TRICKY = st.sampled_from(
+    ["yes", "No", "true", "null", "~", "1.5", "12:30", "0x1F", "1_000", ".inf", "-1", "on", "=", "<<", "1e5",
+     "H100:8", "docker:nvcr.io/x:1", "a: b", "a:", "a #b", "- x", "", " a", "a ", "2024-01-01", "x" * 90]
+)
+_STRINGS = st.one_of(_TRICKY, _TEXT, st.from_regex(r"[a-z][a-z0-9 ./:-]{0,40}", fullmatch=True))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=_STRINGS,
+    value=_STRINGS,
+    env=st.dictionaries(_STRINGS, _STRINGS, max_size=3),
+    nodes=st.integers(min_value=0, max_value=10_000),
+    spot=st.booleans(),
+)
+def test_fast_yaml_writes_what_yaml_dump_writes(
+    name: str, value: str, env: dict[str, str], nodes: int, spot: bool
+) -> None:
+    task = {"name": name, "num_nodes": nodes, "resources": {"infra": value, "use_spot": spot, "labels": env}, "run": value}
+    if not env:
+        del task["resources"]["labels"]  # type: ignore[attr-defined]
+    expected = yaml.dump(task, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)
+    assert dump_yaml(task) == expected
+
+
+def test_fast_yaml_covers_the_usual_task(catalog: GpuCatalog, cfg: PlacementConfig) -> None:
+    d = place(request(), index(offer()), catalog, cfg, NOW)
+    task = skypilot_task(request(), d.choice, catalog)
+    out: list[str] = []
+    assert _block(task, 0, out)  # no fallback for an ordinary request
+    assert d.launch.skypilot_yaml == yaml.dump(task, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)

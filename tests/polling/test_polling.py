@@ -12,7 +12,8 @@ from sqlalchemy import Engine, select
 from broker.domain import Outcome, utcnow
 from broker.polling import lease
 from broker.polling.scheduler import PollScheduler
-from broker.polling.service import Skipped, poll_source
+from broker.polling.service import poll_source
+from broker.polling.skipped import Skipped
 from broker.runtime import Runtime
 from broker.settings import SourceConfig
 from broker.store.models import PollRun
