@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -53,7 +54,8 @@ class IndexRefresher:
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
-                self.runtime.index.refresh_if_changed()
+                if self.runtime.index.refresh_if_changed():
+                    gc.freeze()  # the new index is long-lived: keep the collector from rescanning it per request
             except Exception as exc:  # the database may be away for a while: keep serving the last index
                 log.warning("offer index refresh failed: %s", exc)
 
@@ -71,6 +73,7 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
             runtime.index.refresh()
+            gc.freeze()
         except Exception as exc:
             log.warning("offer index not loaded at start: %s", exc)
         refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds)

@@ -81,12 +81,12 @@ def _poll_row(result: IngestResult | Skipped, seconds: float) -> list[Any]:
     ]
 
 
-def _load_demo_history(rt: Runtime) -> None:
+def _load_demo_history(rt: Runtime, *, quiet: bool = False) -> None:
     from broker.history.demo import load_demo_history
 
     with console.status("loading a month of recorded price history ...", spinner="dots"):
         polls = load_demo_history(rt)
-    if polls:
+    if polls and not quiet:
         click.echo(f"demo data: recorded price history: {polls} polls")
 
 
@@ -106,7 +106,7 @@ def poll(sources: tuple[str, ...], demo: bool, as_json: bool) -> None:
     if unknown:
         raise CliError(f"unknown source(s) {', '.join(unknown)}; configured: {', '.join(configured)}")
     if demo and not sources:
-        _load_demo_history(rt)
+        _load_demo_history(rt, quiet=as_json)
     rows: list[list[Any]] = []
     summaries: list[dict[str, Any]] = []
     failed = False

@@ -109,12 +109,38 @@ def accumulate(
             b.fold(int(k), float(mn), float(mx), float(ws), int(secs), None if last is None else float(last))
             continue
         # a price spanning 3+ buckets: its two edge buckets directly, the full ones between as a range
-        price, e_f, e_t = float(mn), int(e_f), int(e_t)
-        k1, k2 = (e_f - start_s) // step, (e_t - 1 - start_s) // step
-        first = start_s + (k1 + 1) * step - e_f
-        b.fold(k1, price, price, price * first, first, price)
-        tail = e_t - start_s - k2 * step
-        at_end = e_t >= min(start_s + (k2 + 1) * step, end_s)
-        b.fold(k2, price, price, price * tail, tail, price if at_end else None)
-        b.spread(k1 + 1, k2 - 1, price, step)
+        add_interval(b, float(mn), int(e_f), int(e_t), start_s, end_s, step)
+    return groups
+
+
+def add_interval(b: Buckets, price: float, e_f: int, e_t: int, start_s: int, end_s: int, step: int) -> None:
+    """One price in force over [e_f, e_t) (epoch seconds, already clipped to [start_s, end_s))."""
+    k1, k2 = (e_f - start_s) // step, (e_t - 1 - start_s) // step
+    at_end = e_t >= min(start_s + (k2 + 1) * step, end_s)
+    if k1 == k2:
+        b.fold(k1, price, price, price * (e_t - e_f), e_t - e_f, price if at_end else None)
+        return
+    first = start_s + (k1 + 1) * step - e_f
+    b.fold(k1, price, price, price * first, first, price)
+    tail = e_t - start_s - k2 * step
+    b.fold(k2, price, price, price * tail, tail, price if at_end else None)
+    b.spread(k1 + 1, k2 - 1, price, step)
+
+
+def accumulate_rows(
+    rows: Sequence[tuple[Any, ...]], ng: int, start_s: int, end_s: int, step: int, n: int
+) -> dict[tuple[Any, ...], Buckets]:
+    """The same folding in Python, from ``repository.live_rows`` (a short window: few rows, no SQL date maths)."""
+    groups: dict[tuple[Any, ...], Buckets] = {}
+    for row in rows:
+        valid_from, valid_to = row[-2], row[-1]
+        e_f = max(int(valid_from.timestamp()), start_s)
+        e_t = min(int(valid_to.timestamp()) if valid_to is not None else end_s, end_s)
+        if e_t <= e_f:
+            continue
+        g = tuple(row[1 : 1 + ng])
+        b = groups.get(g)
+        if b is None:
+            b = groups[g] = Buckets(n)
+        add_interval(b, float(row[1 + ng]), e_f, e_t, start_s, end_s, step)
     return groups

@@ -37,16 +37,42 @@ class OfferRow:
     withdrawn_at: datetime | None
 
 
-def overlapping(select: str, where: str) -> str:
-    """``SELECT {select}`` over ``price_intervals p JOIN offers o`` for the prices in force at some time in
+def overlapping(select: str, where: str, pg: bool, closed_at_start: bool = False) -> str:
+    """``SELECT {select}`` over ``offers o`` and ``price_intervals p`` for the prices in force at some time in
     [:start, :end): those set inside it (index on offer, valid_from) and, per offer, the one in force at :start
-    (one index seek each) — never every price since the offer appeared."""
-    base = f"SELECT {select} FROM offers o JOIN price_intervals p ON p.offer_id = o.id WHERE {where} AND "
-    return (
-        f"{base}p.valid_from >= :start AND p.valid_from < :end UNION ALL "
-        f"{base}p.id = (SELECT b.id FROM price_intervals b WHERE b.offer_id = o.id AND b.valid_from < :start "
-        "ORDER BY b.valid_from DESC LIMIT 1) AND (p.valid_to IS NULL OR p.valid_to > :start)"
+    (one index seek each; LATERAL on PostgreSQL, whose planner would otherwise hash every current price) — never
+    every price since the offer appeared. ``closed_at_start`` also returns a price that ended exactly at :start
+    (zero seconds in range: for telling a withdrawal from a price change)."""
+    cmp = ">=" if closed_at_start else ">"
+    inside = (
+        f"SELECT {select} FROM offers o JOIN price_intervals p ON p.offer_id = o.id WHERE {where} "
+        "AND p.valid_from >= :start AND p.valid_from < :end"
     )
+    if pg:
+        seek = (
+            f"SELECT {select} FROM offers o CROSS JOIN LATERAL (SELECT b.* FROM price_intervals b "
+            "WHERE b.offer_id = o.id AND b.valid_from < :start ORDER BY b.valid_from DESC LIMIT 1) p "
+            f"WHERE {where} AND (p.valid_to IS NULL OR p.valid_to {cmp} :start)"
+        )
+    else:
+        seek = (
+            f"SELECT {select} FROM offers o JOIN price_intervals p ON p.id = (SELECT b.id FROM price_intervals b "
+            "WHERE b.offer_id = o.id AND b.valid_from < :start ORDER BY b.valid_from DESC LIMIT 1) "
+            f"WHERE {where} AND (p.valid_to IS NULL OR p.valid_to {cmp} :start)"
+        )
+    return f"{inside} UNION ALL {seek}"
+
+
+def live_rows(conn: Connection, q: HistoryQuery, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """Every price of the query's offers in force in [start, end) (a short, recent window), with the offer's group
+    values: (offer id, *group values, price in the query's unit, valid_from, valid_to or None) as aware datetimes."""
+    s = Sql(conn)
+    params: dict[str, Any] = {"start": s.dt(start), "end": s.dt(end)}
+    where = offer_where(q, params)
+    gsel = "".join(f", {GROUP_COLUMNS[g]}" for g in q.group_by)
+    sql = overlapping(f"o.id{gsel}, {s.price(q.unit)}, p.valid_from, p.valid_to", where, s.pg, closed_at_start=True)
+    read = s.db.read_dt
+    return [(*r[:-2], read(r[-2]), read(r[-1])) for r in conn.execute(text(sql), params)]
 
 
 def _utc(epoch_s: int) -> datetime:
@@ -164,7 +190,7 @@ def bucket_rows(
     e_from = s.greatest(s.epoch("p.valid_from"), ":S")
     e_to = s.least(f"COALESCE({s.epoch('p.valid_to')}, :END)", ":END")
     inner = overlapping(
-        f"{gsel}, p.id AS pid, {s.price(unit or q.unit)} AS price, {e_from} AS e_f, {e_to} AS e_t", where
+        f"{gsel}, p.id AS pid, {s.price(unit or q.unit)} AS price, {e_from} AS e_f, {e_to} AS e_t", where, s.pg
     )
     spans = "(x.k2 - x.k1)"
     bucket = f"(CASE WHEN {spans} > 1 THEN -x.pid - 1 ELSE x.k1 + j.j * {spans} END)"
@@ -189,7 +215,7 @@ def raw_rows(conn: Connection, q: HistoryQuery, end: datetime) -> Sequence[Any]:
     s = Sql(conn)
     params: dict[str, Any] = {"start": s.dt(q.start), "end": s.dt(end)}
     where = offer_where(q, params)
-    sql = overlapping(f"o.id AS oid, p.valid_from AS vf, p.valid_to, {s.price(q.unit)}", where)
+    sql = overlapping(f"o.id AS oid, p.valid_from AS vf, p.valid_to, {s.price(q.unit)}", where, s.pg)
     return conn.execute(text(f"SELECT * FROM ({sql}) x ORDER BY x.oid, x.vf"), params).all()
 
 
@@ -205,7 +231,7 @@ def withdrawn_periods(
         text(
             "SELECT x.offer_id, x.valid_to, x.next_from FROM (SELECT y.offer_id, y.valid_to, LEAD(y.valid_from) "
             "OVER (PARTITION BY y.offer_id ORDER BY y.valid_from) AS next_from FROM "
-            f"({overlapping('p.offer_id, p.valid_from, p.valid_to', where)}) y) x "
+            f"({overlapping('p.offer_id, p.valid_from, p.valid_to', where, s.pg, closed_at_start=True)}) y) x "
             "WHERE x.valid_to IS NOT NULL AND x.valid_to >= :start AND x.valid_to < :end "
             "AND (x.next_from IS NULL OR x.next_from > x.valid_to)"
         ),
@@ -224,7 +250,7 @@ def poll_gaps(
     conn: Connection, thresholds: dict[str, int], start: datetime, end: datetime
 ) -> list[tuple[str, datetime | None, datetime | None]]:
     """(source, last poll before, next poll after) for every stretch longer than the source's threshold (seconds)
-    without an applied poll between ``start`` and ``end``; None stands for "no poll at all on that side"."""
+    without an applied poll between ``start`` and ``end``; next None: none since (up to ``end``)."""
     if not thresholds:
         return []
     s = Sql(conn)
@@ -260,8 +286,8 @@ def poll_gaps(
         ).one()
         first, last = read(first_last[0]), read(first_last[1])
         prior = read(before)
-        head = first or end
-        if (head - (prior or start)).total_seconds() > thr:
+        # before a source's first poll ever there is no gap, only no data
+        if prior is not None and ((first or end) - prior).total_seconds() > thr:
             out.append((source, prior, first))
         out += [(source, read(a), read(b)) for a, b in rows]
         if last is not None and (end - last).total_seconds() > thr:

@@ -1,7 +1,7 @@
 """Daily roll-ups of closed days (see ``broker.history.models``): built incrementally, rebuilt after backfills.
 
 ``refresh`` is cheap when nothing is due (two indexed reads) and history queries call it. A first build over months
-of history takes a while (a week per transaction, ~10 s per month of 20k offers on SQLite): call it at start-up or
+of history takes a while (a week per transaction; ~15 s per month of 20k offers on SQLite): call it at start-up or
 after polls rather than leave it to the first request. Days are rolled up to midnight UTC one hour past, so a poll
 in flight at midnight lands before its day is closed; a poll recorded later for a closed day (a backfill, an
 import) is noticed through ``poll_runs`` and that day onwards is rebuilt.

@@ -1,23 +1,30 @@
 """Placement: from a job and the current offers to the cheapest feasible option by expected effective cost.
 
 Speed comes from work done once per (index, catalog, config) in :func:`warm`: offers are grouped into *buckets*
-that share everything the group-level checks need (GPU model, host arch, purchase kind, availability, provider,
-region, spot-rate class), each sorted by price per GPU-hour; the buckets of one model, arch, kind, availability and
-rate class form a *stream* sorted by each bucket's cheapest price. A request is then a best-first branch and bound:
-  1. whole models, streams and committed buckets are ruled in or out at once (counted by reason, no per-offer work);
-  2. a heap holds streams, buckets and offers keyed by a lower bound of the expected cost,
-     count · $/GPU-h · work hours · wall-time floor + egress, where the floor (costmodel.wall_factor_floor) is that
-     of the group's lowest interruption rate, so dear-to-run spot classes sort late without being evaluated;
-  3. a popped bucket gets its region checks and egress (once per region and constraint shape, cached) and the
-     bucket-level deadline floor; a popped offer is evaluated in full;
+that share everything the group-level checks need (GPU model, host arch, purchase kind, availability, spot-rate
+class, provider, region, GPUs per node), each sorted by price per GPU-hour. The buckets of one model, arch, kind,
+rate class and node size form a *stream* (one bucket per region and availability, cheapest bucket first); the
+streams of one model, arch, kind and rate class form a *group*. A request is a best-first branch and bound:
+  1. whole models and groups are ruled in or out at once by GPU, arch, the model's deadline floor, purchase kind
+     and availability (counted by reason, no per-offer work); each group left goes on a heap under a lower bound
+     of any of its offers' expected cost: GPUs paid for · $/GPU-h · work hours · wall-time floor + least egress.
+     The floor (costmodel.wall_factor_floor) is that of the rate class's lower edge, so the classes of spot
+     capacity that is dear to run sort late without being looked at;
+  2. a popped group splits its streams by the request's region rules and by where each region is relative to the
+     input data (same region / same provider / elsewhere: one egress each). These *views* are cached per
+     (constraint shape, data location) with the index, so region checks run once per region and shape;
+  3. a popped view yields its next bucket (its own rate floor and deadline floor), a popped bucket its next offer,
+     which is evaluated in full;
   4. the walk stops once the next bound exceeds the k-th best expected cost (or the budget): nothing left can enter
-     the answer. Those offers are reported as ``not_examined``, so
+     the answer. Offers never reached are reported as ``not_examined``, so
      ``sum(rejected) + feasible + not_examined`` is every offer in the index.
 
 Rejection reasons follow the order of the checks, coarse to fine: unknown/wrong GPU, not portable, the model
 cannot meet the deadline even uninterrupted, purchase kind (spot not allowed, commitment not held), availability,
-provider/region/jurisdiction, the bucket's deadline floor, then per offer: size/interconnect/held capacity, stale
-price, too few available, hourly budget, total budget, deadline.
+provider/region/jurisdiction, the stream's and the bucket's deadline floors, then per offer: size/interconnect/held
+capacity, stale price, too few available, hourly budget, total budget, deadline. Which offers get a reason depends
+on how far the walk went; ``evaluate_all`` (every offer, one at a time, no bounds) is the reference it is tested
+against.
 
 Held commitments: a committed offer (reserved, savings plan, committed use, contract) is a candidate only when
 the user holds it: ``attrs["held_commitment"]`` is true, or a ``held_commitments`` entry of the request or of
@@ -30,10 +37,11 @@ unused count given the commitment is taken to be idle.
 from __future__ import annotations
 
 import bisect
+import gc
 import heapq
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -213,7 +221,15 @@ def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _
     for idx, cat, conf, prep in _CACHE:
         if idx is index and cat is catalog and conf is cfg:
             return prep
-    prep = _prepare(index, catalog, cfg)
+    # Hundreds of thousands of small acyclic objects: the cycle collector would rescan them over and over
+    # while they are built (half the preparation time), and can find nothing to free.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        prep = _prepare(index, catalog, cfg)
+    finally:
+        if collecting:
+            gc.enable()
     _CACHE.insert(0, (index, catalog, cfg, prep))
     del _CACHE[2:]  # the live index and the one being swapped in
     return prep
@@ -271,7 +287,7 @@ def _rate_edges(cfg: PlacementConfig) -> tuple[float, ...]:
 
 def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _Prepared:
     edges = (0.0, *_rate_edges(cfg))
-    groups: dict[_BucketKey, list[_Prep]] = {}
+    keyed: dict[_BucketKey, list[_Prep]] = {}
     models: dict[str, GpuModel] = {}
     unplaceable = 0
     for model_key, offers in index.by_gpu.items():
@@ -296,11 +312,12 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _P
                 o.key.purchase if committed else "",
                 committed and o.attrs.get("held_commitment") is True,
             )
-            groups.setdefault(key, []).append(p)
+            keyed.setdefault(key, []).append(p)
     countries: dict[tuple[str, str], str | None] = {}
     per_arch: dict[tuple[str, str], dict[tuple[int, int, int], list[_Bucket]]] = {}
-    for (model_id, arch, kind, avail, rclass, provider, region, gpn, purchase, held), preps in groups.items():
-        preps.sort(key=lambda p: (p.gpu_hourly, p.offer.offer_id))
+    for (model_id, arch, kind, avail, rclass, provider, region, gpn, purchase, held), preps in keyed.items():
+        if len(preps) > 1:  # most buckets hold one offer
+            preps.sort(key=lambda p: (p.gpu_hourly, p.offer.offer_id))
         rk = (provider, region)
         if rk not in countries:
             countries[rk] = cfg.country_of(provider, region)
@@ -315,67 +332,72 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _P
             held,
             countries[rk],
             cfg.storage_usd_per_gb_month(provider),
-            min(p.node_rate for p in preps),
+            min([p.node_rate for p in preps]) if len(preps) > 1 else preps[0].node_rate,
             gpn,
             tuple(p.gpu_hourly for p in preps),
             tuple(preps),
         )
         per_arch.setdefault((model_id, arch), {}).setdefault((kind, rclass, gpn), []).append(bucket)
     out: dict[str, dict[str, _ArchPrep]] = {}
-    sid = 0
+    sids = itertools.count()
     for (model_id, arch), by_stream in per_arch.items():
-        by_group: dict[tuple[int, int], list[list[_Bucket]]] = {}
-        committed: list[_Bucket] = []
-        for (kind, rclass, _), buckets in sorted(by_stream.items()):
-            if kind == _COMMITTED:
-                committed.extend(buckets)
-            else:
-                by_group.setdefault((kind, rclass), []).append(buckets)
-        groups: list[_Group] = []
-        for (kind, rclass), per_gpn in by_group.items():
-            live: list[_Stream] = []
-            for buckets in per_gpn:
-                searched = sorted(
-                    (b for b in buckets if b.avail != _UNAVAILABLE), key=lambda b: (b.prices[0], b.rk, b.avail)
-                )
-                if searched:
-                    live.append(_Stream(sid, searched[0].gpn, _view(searched)))
-                    sid += 1
-            regions: dict[str, set[str]] = {}
-            region_min: dict[tuple[str, str], float] = {}
-            for st in live:
-                for b in st.whole.buckets:
-                    regions.setdefault(b.provider, set()).add(b.region)
-                    region_min[b.rk] = min(region_min.get(b.rk, math.inf), b.prices[0])
-            by_price = sorted(region_min.values())
-            groups.append(
-                _Group(
-                    kind == _SPOT,
-                    edges[rclass] if kind == _SPOT else 0.0,
-                    sum(len(b.offers) for bs in per_gpn for b in bs),
-                    sum(len(b.offers) for bs in per_gpn for b in bs if b.avail == _UNAVAILABLE),
-                    tuple(live),
-                    min((st.whole.mins[0] for st in live), default=math.inf),
-                    max((st.gpn for st in live), default=1),
-                    {p: len(r) for p, r in regions.items()},
-                    region_min,
-                    by_price[1] if len(by_price) > 1 else math.inf,
-                )
-            )
-        held = tuple(b for b in committed if b.held_attr)
-        size = sum(g.size for g in groups) + sum(len(b.offers) for b in committed)
-        out.setdefault(model_id, {})[arch] = _ArchPrep(
-            size,
-            tuple(groups),
-            tuple(committed),
-            held,
-            sum(len(b.offers) for b in committed if not b.held_attr),
-        )
+        out.setdefault(model_id, {})[arch] = _arch_prep(by_stream, edges, sids)
     prepared = {
         model_id: _ModelPrep(models[model_id], sum(a.size for a in arches.values()), arches)
         for model_id, arches in out.items()
     }
     return _Prepared(prepared, unplaceable, len(index.offers))
+
+
+def _arch_prep(
+    by_stream: Mapping[tuple[int, int, int], list[_Bucket]], edges: Sequence[float], sids: Iterator[int]
+) -> _ArchPrep:
+    """One model's buckets on one arch: committed ones apart, the rest as groups of streams."""
+    per_group: dict[tuple[int, int], list[list[_Bucket]]] = {}
+    committed: list[_Bucket] = []
+    for (kind, rclass, _), buckets in sorted(by_stream.items()):
+        if kind == _COMMITTED:
+            committed.extend(buckets)
+        else:
+            per_group.setdefault((kind, rclass), []).append(buckets)
+    groups = tuple(
+        _group(kind == _SPOT, edges[rclass] if kind == _SPOT else 0.0, per_gpn, sids)
+        for (kind, rclass), per_gpn in per_group.items()
+    )
+    return _ArchPrep(
+        sum(g.size for g in groups) + sum(len(b.offers) for b in committed),
+        groups,
+        tuple(committed),
+        tuple(b for b in committed if b.held_attr),
+        sum(len(b.offers) for b in committed if not b.held_attr),
+    )
+
+
+def _group(spot: bool, edge: float, per_gpn: Sequence[list[_Bucket]], sids: Iterator[int]) -> _Group:
+    live: list[_Stream] = []
+    for buckets in per_gpn:
+        searched = sorted((b for b in buckets if b.avail != _UNAVAILABLE), key=lambda b: (b.prices[0], b.rk, b.avail))
+        if searched:
+            live.append(_Stream(next(sids), searched[0].gpn, _view(searched)))
+    regions: dict[str, set[str]] = {}
+    region_min: dict[tuple[str, str], float] = {}
+    for st in live:
+        for b in st.whole.buckets:
+            regions.setdefault(b.provider, set()).add(b.region)
+            region_min[b.rk] = min(region_min.get(b.rk, math.inf), b.prices[0])
+    by_price = sorted(region_min.values())
+    return _Group(
+        spot,
+        edge,
+        sum(len(b.offers) for bs in per_gpn for b in bs),
+        sum(len(b.offers) for bs in per_gpn for b in bs if b.avail == _UNAVAILABLE),
+        tuple(live),
+        by_price[0] if by_price else math.inf,
+        max((st.gpn for st in live), default=1),
+        {p: len(r) for p, r in regions.items()},
+        region_min,
+        by_price[1] if len(by_price) > 1 else math.inf,
+    )
 
 
 # ---------------------------------------------------------------- per-request settings
@@ -436,7 +458,9 @@ def _work_hours(req: PlaceRequest, catalog: GpuCatalog, models: Sequence[GpuMode
     return {m.id: req.work.hours / override.get(m.id, m.relative_throughput / ref.relative_throughput) for m in models}
 
 
-def _job(req: PlaceRequest, catalog: GpuCatalog, cfg: PlacementConfig, models: Sequence[GpuModel], now: datetime) -> _Job:
+def _job(
+    req: PlaceRequest, catalog: GpuCatalog, cfg: PlacementConfig, models: Sequence[GpuModel], now: datetime
+) -> _Job:
     ck, dflt, c = req.checkpoint, cfg.placement.checkpoint, req.constraints
     stateless = req.workload == "inference"  # serving loses no work on interruption: only the restart
     interval = None if ck.interval_minutes == "auto" else float(ck.interval_minutes) / 60.0
@@ -555,7 +579,8 @@ def _held_price(job: _Job, o: IndexedOffer, nodes: int) -> tuple[float, int] | N
     entries = [
         h
         for h in job.held
-        if _matches(h, k.provider, k.purchase, k.region) and (h.instance_type is None or h.instance_type == k.instance_type)
+        if _matches(h, k.provider, k.purchase, k.region)
+        and (h.instance_type is None or h.instance_type == k.instance_type)
     ]
     if not entries and o.attrs.get("held_commitment") is not True:
         return None
@@ -673,6 +698,8 @@ class _Walk:
         self.hw_floor = job.count * job.hw_rate  # every option runs >= count GPUs
         self.floors: dict[tuple[int, float], float] = {}
         self.shape = _shape(job, prep)
+        data = job.req.data
+        self.data = data if data is not None and data.size_gb > 0 else None  # input data that moves
         self.moves: list[tuple[float, float] | None] = [(0.0, 0.0), None, None]  # per relation
 
     def floor(self, nodes: int, node_rate: float) -> float:
@@ -737,8 +764,8 @@ class _Walk:
     def group_floor(self, g: _Group, per_usd: float) -> float:
         """The least cost of any offer in the group: ``per_usd`` (USD per USD/GPU-hour) x its cheapest price
         plus the least egress there (the request's region rules aside)."""
-        data = self.job.req.data
-        if data is None or data.size_gb <= 0:
+        data = self.data
+        if data is None:
             return per_usd * g.cheapest
         here = g.region_min.get((data.provider, data.region), math.inf)
         # any other region pays the egress of moving the data out of its region
@@ -803,11 +830,20 @@ class _Walk:
                     rejected[_CONSTRAINT] += g.size
                     continue
                 rejected[_UNAVAILABLE_R] += g.unavailable
-                if g.live:  # >= count GPUs paid at the cheapest price, at the fewest nodes' floor
-                    nodes = -(-count // g.max_gpn)
-                    floor = floors.get((nodes, g.edge)) or self.floor(nodes, g.edge)
-                    bound = self.group_floor(g, work_h * _SLACK * count * floor)
-                    heap.append((bound, next(self.seq), _MODEL, g, 0, (work_h,)))
+                if not g.live:
+                    continue
+                # >= count GPUs paid at the cheapest price, at the fewest nodes' floor, plus the least egress
+                nodes = -(-count // g.max_gpn)
+                floor = floors.get((nodes, g.edge)) or self.floor(nodes, g.edge)
+                bound = self.group_floor(g, work_h * _SLACK * count * floor)
+                if count < g.max_gpn:  # small jobs pay for whole nodes: per node size, the GPUs actually paid
+                    paid = math.inf
+                    for st in g.live:
+                        nodes = -(-count // st.gpn)
+                        floor = floors.get((nodes, g.edge)) or self.floor(nodes, g.edge)
+                        paid = min(paid, nodes * st.gpn * st.whole.mins[0] * floor)
+                    bound = max(bound, work_h * _SLACK * paid)
+                heap.append((bound, next(self.seq), _MODEL, g, 0, (work_h,)))
             if job.held:
                 candidates = ap.committed
             else:

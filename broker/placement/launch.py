@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -18,7 +18,8 @@ from broker.placement.schemas import LaunchSpec, Option, PlaceRequest
 
 MANAGED_BY = "gpu-broker"
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml is ~20x faster; same output
-_RESOLVER = yaml.resolver.Resolver()  # the dumper's own resolver: says which strings would read back as str
+# the dumper's own resolver: says which strings would read back as str (PyYAML leaves it untyped)
+_RESOLVE: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = yaml.resolver.Resolver().resolve
 _STR_TAG = "tag:yaml.org,2002:str"
 _WIDTH = 80  # the emitter folds longer lines: the fast path leaves those to it
 # Strings PyYAML/libyaml write unquoted when they resolve to str (else in single quotes, unchanged inside):
@@ -171,7 +172,7 @@ def kubernetes_job(job: PlaceRequest, option: Option, catalog: GpuCatalog) -> di
 def _string(value: str) -> str | None:
     if not _SAFE.fullmatch(value) or value.endswith((" ", ":")) or ": " in value:
         return None
-    if _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG:
+    if _RESOLVE(yaml.ScalarNode, value, (True, False)) == _STR_TAG:
         return value
     return f"'{value}'"  # would read back as a number, bool, null ...: quoted
 

@@ -109,9 +109,9 @@ def decide(
         ) from None
     except Infeasible as exc:
         grouped = {k: v for k, v in exc.rejected.items() if v}
-        raise Problem(
-            409, "No feasible option", str(exc), slug="no-feasible-option", extensions={"rejected": grouped}
-        ) from None
+        # not_examined: offers the search never needed to look at (it stops once nothing left can fit)
+        extensions = {"rejected": grouped, "not_examined": exc.not_examined}
+        raise Problem(409, "No feasible option", str(exc), slug="no-feasible-option", extensions=extensions) from None
     observe_placement_latency(time.perf_counter() - began)
     record_decision(decision.choice.provider, str(decision.choice.purchase))
     placement_id = str(uuid.uuid4())

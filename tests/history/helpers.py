@@ -34,6 +34,7 @@ class Piece:
     t0: datetime
     t1: datetime | None
     price: float
+    offer: str = ""
 
 
 def reference(pieces: Sequence[Piece], start: datetime, end: datetime, step: timedelta, agg: str

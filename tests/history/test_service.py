@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import datetime, timedelta
 
@@ -79,21 +80,31 @@ def test_group_by_provider_and_purchase(engine: Engine, catalog: GpuCatalog) -> 
     assert [(s.key, [v for _, v in s.points]) for s in one.series] == [({"gpu_model": "H100-SXM"}, [11.0, 11.0])]
 
 
-def test_polling_gaps_and_withdrawals_are_reported_not_filled(engine: Engine, catalog: GpuCatalog) -> None:
+@pytest.mark.parametrize("use_rollup", [True, False])
+def test_polling_gaps_and_withdrawals_are_reported_not_filled(
+    engine: Engine, catalog: GpuCatalog, use_rollup: bool
+) -> None:
     keep = [obs(f"keep-{i}", "10", gpus=1) for i in range(4)]
     going = obs("going.1", "20", gpus=1)
-    poll(engine, catalog, at(0), [*keep, going])
-    poll(engine, catalog, at(1), [*keep, going])
-    poll(engine, catalog, at(2), keep)  # going.1 withdrawn at 02:00
+    for h in range(0, 24):  # day 0 polled hourly: rolled up; day 1 is "today"
+        poll(engine, catalog, at(h), [*keep, going])
+    d1 = 24
+    poll(engine, catalog, at(d1 + 1), [*keep, going])
+    poll(engine, catalog, at(d1 + 2), keep)  # going.1 withdrawn at 02:00
     # no poll from 02:00 to 06:00 (interval 60 min: more than 2.5 intervals)
-    poll(engine, catalog, at(6), [*keep, going])  # back at 06:00
-    r = _history(engine, catalog, 7, from_=at(0), to=at(7), step="1h", group_by="offer", instance_type="going.1")
-    assert [t for t, _ in r.series[0].points] == [at(0), at(1), at(6)]  # nothing while it was withdrawn
+    poll(engine, catalog, at(d1 + 6), [*keep, going])  # back at 06:00
+    r = _history(engine, catalog, d1 + 7, use_rollup, from_=at(d1), to=at(d1 + 7), step="1h", group_by="offer",
+                 instance_type="going.1")  # fmt: skip
+    assert [t for t, _ in r.series[0].points] == [at(d1), at(d1 + 1), at(d1 + 6)]  # nothing while withdrawn
     gaps = r.to_json()["gaps"]
-    assert {"kind": "polling", "from": at(2).isoformat(), "to": at(6).isoformat()}.items() <= gaps[0].items()
+    assert {"kind": "polling", "from": at(d1 + 2).isoformat(), "to": at(d1 + 6).isoformat()}.items() <= gaps[0].items()
     withdrawn = [g for g in gaps if g["kind"] == "withdrawn"]
     assert len(withdrawn) == 1 and withdrawn[0]["instance_type"] == "going.1"
-    assert (withdrawn[0]["from"], withdrawn[0]["to"]) == (at(2).isoformat(), at(6).isoformat())
+    assert (withdrawn[0]["from"], withdrawn[0]["to"]) == (at(d1 + 2).isoformat(), at(d1 + 6).isoformat())
+    week = _history(engine, catalog, d1 + 7, use_rollup, from_=at(-24), step="1d", group_by="provider")
+    # the same gaps over a week, most of it rolled up; before the first poll ever there is no data, not a gap
+    assert [(g["kind"], g["from"]) for g in week.to_json()["gaps"]] == [(k, at(d1 + 2).isoformat()) for k in
+                                                                        ("polling", "withdrawn")]  # fmt: skip
 
 
 def _random_history(engine: Engine, catalog: GpuCatalog, seed: int) -> list[Piece]:
@@ -122,7 +133,7 @@ def _random_history(engine: Engine, catalog: GpuCatalog, seed: int) -> list[Piec
                 out.append(cur)
                 del pieces[name]
             if live and name not in pieces:
-                pieces[name] = Piece((provider, purchase), t, None, price)
+                pieces[name] = Piece((provider, purchase), t, None, price, name)
         t += timedelta(hours=rng.choice([1, 2, 5, 11, 30]))
     return out + list(pieces.values())
 
@@ -130,6 +141,9 @@ def _random_history(engine: Engine, catalog: GpuCatalog, seed: int) -> list[Piec
 @pytest.mark.parametrize("seed", [1, 2])
 def test_roll_up_and_scan_agree_with_the_definition(engine: Engine, catalog: GpuCatalog, seed: int) -> None:
     pieces = _random_history(engine, catalog, seed)
+    t0 = sorted((p for p in pieces if p.offer == "t0"), key=lambda p: p.t0)
+    withdrawn = [(a.t1.isoformat(), b.t0.isoformat()) for a, b in itertools.pairwise(t0) if a.t1 and b.t0 > a.t1]
+    assert len(withdrawn) == 1  # t0 is unlisted on days 3 and 4
     now = 24 * 10 + 7.5  # mid-morning of day 10: closed days come from the roll-up, today from the intervals
     for step, agg in (("1d", "min"), ("1d", "max"), ("1d", "avg"), ("1d", "last"), ("2d", "avg"), ("2d", "last"),
                       ("6h", "min"), ("6h", "last")):  # fmt: skip
@@ -141,6 +155,8 @@ def test_roll_up_and_scan_agree_with_the_definition(engine: Engine, catalog: Gpu
             got: dict[tuple[str, ...], list[tuple[datetime, float]]] = {
                 (s.key["provider"], s.key["purchase"]): s.points for s in r.series
             }
+            gaps = r.to_json()["gaps"]
+            assert [(g["from"], g["to"]) for g in gaps if g["kind"] == "withdrawn"] == withdrawn, (step, use_rollup)
             assert got.keys() == want.keys(), (step, agg, use_rollup)
             for g, points in want.items():
                 assert [t for t, _ in got[g]] == [t for t, _ in points], (step, agg, use_rollup, g)

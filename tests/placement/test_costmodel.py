@@ -176,4 +176,6 @@ def test_wall_factor_floor_bounds_every_interval_from_below() -> None:
     assert wall_factor_floor(0.0, 0.1, 0.2) == 1.0
     assert wall_factor_floor(0.3, 0.0, 0.25) == pytest.approx(math.exp(0.075))  # exact without checkpoint writes
     # close to the Young/Daly optimum it bounds (the pruning is only as good as this)
-    assert wall_factor_floor(0.47, 5 / 60, 0.25) > 0.95 * wall_hours(1.0, 0.47, 5 / 60, 0.25, daly_interval_h(5 / 60, 1 / 0.47))
+    assert wall_factor_floor(0.47, 5 / 60, 0.25) > 0.95 * wall_hours(
+        1.0, 0.47, 5 / 60, 0.25, daly_interval_h(5 / 60, 1 / 0.47)
+    )

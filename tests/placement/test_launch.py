@@ -79,8 +79,34 @@ def test_amd_on_demand_single_node_with_a_shell_command(catalog: GpuCatalog, cfg
 
 _TEXT = st.text(alphabet=st.sampled_from("aZ09_-./:=+@() #'\"!,?*&|%~\té"), max_size=12)
 _TRICKY = st.sampled_from(
-    ["yes", "No", "true", "null", "~", "1.5", "12:30", "0x1F", "1_000", ".inf", "-1", "on", "=", "<<", "1e5",
-     "H100:8", "docker:nvcr.io/x:1", "a: b", "a:", "a #b", "- x", "", " a", "a ", "2024-01-01", "x" * 90]
+    [
+        "yes",
+        "No",
+        "true",
+        "null",
+        "~",
+        "1.5",
+        "12:30",
+        "0x1F",
+        "1_000",
+        ".inf",
+        "-1",
+        "on",
+        "=",
+        "<<",
+        "1e5",
+        "H100:8",
+        "docker:nvcr.io/x:1",
+        "a: b",
+        "a:",
+        "a #b",
+        "- x",
+        "",
+        " a",
+        "a ",
+        "2024-01-01",
+        "x" * 90,
+    ]
 )
 _STRINGS = st.one_of(_TRICKY, _TEXT, st.from_regex(r"[a-z][a-z0-9 ./:-]{0,40}", fullmatch=True))
 
@@ -96,7 +122,12 @@ _STRINGS = st.one_of(_TRICKY, _TEXT, st.from_regex(r"[a-z][a-z0-9 ./:-]{0,40}", 
 def test_fast_yaml_writes_what_yaml_dump_writes(
     name: str, value: str, env: dict[str, str], nodes: int, spot: bool
 ) -> None:
-    task = {"name": name, "num_nodes": nodes, "resources": {"infra": value, "use_spot": spot, "labels": env}, "run": value}
+    task = {
+        "name": name,
+        "num_nodes": nodes,
+        "resources": {"infra": value, "use_spot": spot, "labels": env},
+        "run": value,
+    }
     if not env:
         del task["resources"]["labels"]  # type: ignore[attr-defined]
     expected = yaml.dump(task, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)
