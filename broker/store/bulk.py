@@ -50,13 +50,18 @@ class Dialect:
     def boolean(self, value: bool) -> Any:
         return value if self.postgres else int(value)
 
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], pg_types: Sequence[str] = ()
+    ) -> None:
+        """Insert rows; ``pg_types`` (PostgreSQL type names per column) spares COPY a type lookup per value."""
         if not rows:
             return
         cols = ", ".join(columns)
         if self.postgres:
             cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                if pg_types:
+                    copy.set_types(list(pg_types))
                 for row in rows:
                     copy.write_row(row)
             return

@@ -44,6 +44,11 @@ OFFER_COLUMNS = (
 )  # fmt: skip
 PRICE_COLUMNS = ("offer_id", "hourly_usd", "list_hourly_usd", "valid_from", "last_confirmed_at", "poll_run_id")
 AVAIL_COLUMNS = ("offer_id", "state", "quantity", "valid_from", "last_confirmed_at")
+# COPY types per column (text COPY: json travels as text and the server parses it)
+OFFER_PG_TYPES = ("int8", *["text"] * 10, "bool", "text", "int4", "float8", "float8", "float8", "text", "bool", "text",
+                  "timestamptz", "timestamptz")  # fmt: skip
+PRICE_PG_TYPES = ("int8", "numeric", "numeric", "timestamptz", "timestamptz", "int8")
+AVAIL_PG_TYPES = ("int8", "text", "int4", "timestamptz", "timestamptz")
 
 Key = tuple[str, str, str, str, str, str, str, str]
 _ENCODE = msgspec.json.Encoder(order="sorted").encode  # stable bytes for the descriptive columns' digest
@@ -235,7 +240,7 @@ class _Writer:
         db = self.db
         ids = db.next_ids("offers", len(self.new_offers))
         offers = [(offer_id, *row[1:]) for offer_id, row in zip(ids, self.new_offers, strict=True)]
-        db.insert("offers", OFFER_COLUMNS, offers)
+        db.insert("offers", OFFER_COLUMNS, offers, OFFER_PG_TYPES)
         # rows queued for new offers carry their position in new_offers (negative) until ids exist
         self.new_prices = [(ids[-r[0] - 1] if r[0] < 0 else r[0], *r[1:]) for r in self.new_prices]
         self.new_avail = [(ids[-r[0] - 1] if r[0] < 0 else r[0], *r[1:]) for r in self.new_avail]
@@ -247,8 +252,8 @@ class _Writer:
         )
         for name, rows in (("price_intervals", self.close_prices), ("availability_intervals", self.close_avail)):
             db.execute_many(f"UPDATE {name} SET valid_to = ?, last_confirmed_at = ? WHERE id = ?", rows)
-        db.insert("price_intervals", PRICE_COLUMNS, self.new_prices)
-        db.insert("availability_intervals", AVAIL_COLUMNS, self.new_avail)
+        db.insert("price_intervals", PRICE_COLUMNS, self.new_prices, PRICE_PG_TYPES)
+        db.insert("availability_intervals", AVAIL_COLUMNS, self.new_avail, AVAIL_PG_TYPES)
         db.execute_many("UPDATE price_intervals SET last_confirmed_at = ? WHERE id = ?", self.confirm)
         db.execute_many("UPDATE offers SET withdrawn_at = ? WHERE id = ?", self.withdraw)
 

@@ -24,8 +24,8 @@ def main() -> None:
     url, n, pause_after = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     original = bulk.Dialect.insert
 
-    def insert(self: bulk.Dialect, table: str, columns: Any, rows: Any) -> None:
-        original(self, table, columns, rows)
+    def insert(self: bulk.Dialect, table: str, columns: Any, rows: Any, pg_types: Any = ()) -> None:
+        original(self, table, columns, rows, pg_types)
         print(f"wrote {table} {len(rows)}", flush=True)
         if table == pause_after:
             time.sleep(120)  # the parent kills us here; never reached the commit
