@@ -75,9 +75,9 @@ def catalog() -> GpuCatalog:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    from broker.settings import load_settings
-
     import dataclasses
+
+    from broker.settings import load_settings
 
     loaded = load_settings({"BROKER_DATABASE_URL": database_url, "BROKER_DATA_DIR": str(tmp_path)})
     # API tests exercise behaviour, not authentication (tests/auth turns it on explicitly)
