@@ -19,8 +19,10 @@ from broker.api.deps import provide_runtime
 from broker.api.problems import EXCEPTION_HANDLERS
 from broker.auth.endpoints import ROUTES as key_routes
 from broker.auth.guards import api_key_guard
+from broker.domain import utcnow
 from broker.exports.endpoints import ROUTES as export_routes
 from broker.health.endpoints import healthz, readyz
+from broker.history import rollup
 from broker.observability.logging import RequestContextMiddleware
 from broker.observability.metrics import ROUTES as metric_routes
 from broker.offers.endpoints import list_offers
@@ -60,6 +62,13 @@ class IndexRefresher:
                 log.warning("offer index refresh failed: %s", exc)
 
 
+def _refresh_rollups(runtime: Runtime) -> None:
+    try:
+        rollup.refresh(runtime.engine, utcnow())
+    except Exception as exc:  # history answers from raw rows meanwhile
+        log.warning("history summaries not refreshed: %s", exc)
+
+
 def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: bool | None = None) -> Litestar:
     runtime = runtime or Runtime.create(demo=bool(demo))
     if demo is not None:
@@ -78,6 +87,8 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
             log.warning("offer index not loaded at start: %s", exc)
         refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds)
         refresher.start()
+        # bring the daily history summaries up to date off the request path (a first build can take a while)
+        threading.Thread(target=_refresh_rollups, args=(runtime,), name="history-rollup", daemon=True).start()
         decisions.start()
         scheduler = PollScheduler(runtime, demo=runtime.demo) if schedule else None
         if scheduler is not None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
@@ -35,6 +40,58 @@ class Problem(HTTPException):
         self.title = title
         self.slug = slug or title.lower().replace(" ", "-")
         self.extensions = dict(extensions or {})
+
+
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass
+class ProblemDetails:
+    """OpenAPI shape of every error body; some carry more extension members (``checks``, ``rejected`` ...)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = None  # on 400s: one entry per bad field
+
+
+# Any route behind the API-key guard may answer these (auth is on in production; a key lookup needs the database)
+GUARD_ERRORS = (401, 403, 429, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """``responses=`` for a handler: documents its problem answers (this also replaces Litestar's default 400,
+    which describes a body shape and media type the broker never sends)."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemDetails,
+            media_type=MEDIA_TYPE,
+            description=HTTPStatus(status).phrase,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+def also_answers(*media_types: str) -> type[Operation]:
+    """``operation_class=`` for a handler whose success answer has other media types too (CSV, XLSX ...)."""
+
+    @dataclass
+    class _Operation(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            content = getattr(ok, "content", None)
+            if content is not None:
+                for media in media_types:
+                    binary = None if media.startswith("text/") else OpenAPIFormat.BINARY
+                    content[media] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=binary))
+
+    return _Operation
 
 
 def problem_response(

@@ -8,14 +8,15 @@ from litestar import delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from broker.api.deps import RuntimeDep
-from broker.api.problems import Problem
+from broker.api.problems import GUARD_ERRORS, Problem, problem_responses
 from broker.auth import service
 from broker.auth.schemas import KeyCreate
 
 ADMIN = {"scope": service.Scope.ADMIN.value}
 
 
-@get("/v1/keys", sync_to_thread=True, tags=["keys"], opt=ADMIN, summary="API keys (never their secrets)")
+@get("/v1/keys", sync_to_thread=True, tags=["keys"], opt=ADMIN, summary="API keys (never their secrets)",
+     responses=problem_responses(400, *GUARD_ERRORS))
 def list_keys(
     runtime: RuntimeDep, include_revoked: Annotated[bool, QueryParameter(description="list revoked keys too")] = False
 ) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def list_keys(
 
 
 @post("/v1/keys", sync_to_thread=True, tags=["keys"], opt=ADMIN, status_code=201,
-      summary="Create a key; the response holds its token, shown this once")
+      summary="Create a key; the response holds its token, shown this once",
+      responses=problem_responses(400, 413, *GUARD_ERRORS))
 def create_key(data: JSONBody[KeyCreate], runtime: RuntimeDep) -> dict[str, Any]:
     info, token = service.create_key(
         runtime.engine, data.name, [s.value for s in data.scopes], rate_per_second=data.rate_per_second,
@@ -34,7 +36,8 @@ def create_key(data: JSONBody[KeyCreate], runtime: RuntimeDep) -> dict[str, Any]
 
 
 @delete("/v1/keys/{key_id:str}", sync_to_thread=True, tags=["keys"], opt=ADMIN, status_code=200,
-        summary="Revoke a key (takes effect on every replica within seconds)")
+        summary="Revoke a key (takes effect on every replica within seconds)",
+        responses=problem_responses(400, 404, *GUARD_ERRORS))
 def revoke_key(key_id: FromPath[str], runtime: RuntimeDep) -> dict[str, Any]:
     try:
         info = service.revoke_key(runtime.engine, key_id)

@@ -10,7 +10,16 @@ import click
 
 from broker import __version__
 from broker.auth.guards import check_auth_mode
-from broker.cli.common import CliError, console, one_line_errors, print_json, print_table, require_schema, runtime
+from broker.cli.common import (
+    CliError,
+    console,
+    err_console,
+    one_line_errors,
+    print_json,
+    print_table,
+    require_schema,
+    runtime,
+)
 from broker.domain import ConfigError, Purchase
 from broker.observability.logging import configure_logging
 from broker.offers.schemas import OfferFilter, offer_out
@@ -84,7 +93,7 @@ def _poll_row(result: IngestResult | Skipped, seconds: float) -> list[Any]:
 def _load_demo_history(rt: Runtime, *, quiet: bool = False) -> None:
     from broker.history.demo import load_demo_history
 
-    with console.status("loading a month of recorded price history ...", spinner="dots"):
+    with err_console.status("loading a month of recorded price history ...", spinner="dots"):
         polls = load_demo_history(rt)
     if polls and not quiet:
         click.echo(f"demo data: recorded price history: {polls} polls")

@@ -9,6 +9,7 @@ from litestar import Response, get
 from litestar.params import QueryParameter
 
 from broker.api.deps import RuntimeDep
+from broker.api.problems import GUARD_ERRORS, also_answers, problem_responses
 from broker.exports.focus_export import focus_csv
 from broker.exports.render import to_csv, to_xlsx
 from broker.exports.service import ExportParams, commitment_export
@@ -41,6 +42,8 @@ def render(runtime: Runtime, params: ExportParams, fmt: ExportFormat) -> tuple[b
     sync_to_thread=True,
     tags=["exports"],
     summary="Commitment-negotiation evidence: usage profile, recommended levels per term, market prices",
+    responses=problem_responses(400, *GUARD_ERRORS),
+    operation_class=also_answers("text/csv", XLSX),
 )
 def export_commitments(
     runtime: RuntimeDep,

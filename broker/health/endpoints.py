@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.api.deps import RuntimeDep
-from broker.api.problems import Problem
+from broker.api.problems import Problem, problem_responses
 from broker.store import migrate
 
 
@@ -21,6 +21,7 @@ def healthz() -> dict[str, str]:
 @get(
     "/readyz",
     sync_to_thread=True,
+    responses=problem_responses(503),
     tags=["health"],
     summary="Readiness: database reachable, migrations current, offer index loaded",
 )

@@ -9,12 +9,19 @@ from litestar import Request, get
 from litestar.params import QueryParameter
 
 from broker.api.deps import RuntimeDep
+from broker.api.problems import GUARD_ERRORS, problem_responses
 from broker.domain import Purchase
 from broker.offers.schemas import OfferFilter, offer_out
 from broker.offers.service import select_offers
 
 
-@get("/v1/offers", sync_to_thread=False, tags=["offers"], summary="Current offers, cheapest per GPU-hour first")
+@get(
+    "/v1/offers",
+    sync_to_thread=False,
+    tags=["offers"],
+    summary="Current offers, cheapest per GPU-hour first",
+    responses=problem_responses(400, *GUARD_ERRORS),
+)
 def list_offers(
     request: Request[Any, Any, Any],
     runtime: RuntimeDep,

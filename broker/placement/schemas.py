@@ -85,6 +85,7 @@ class Interconnect(BaseModel):
 class Work(BaseModel):
     model_config = _STRICT
 
+    # at least a second: shorter lengths underflow to 0 h of work on a faster GPU (a division by zero)
     hours: float = Field(gt=0, le=1_000_000, description="job length measured on reference_gpu")
     reference_gpu: str = Field(min_length=1)
     speedups: dict[str, float] = Field(
@@ -262,3 +263,24 @@ class Decision(BaseModel):
     feasible: int  # examined offers that fit the job: choice and alternatives are the cheapest of them
     not_examined: int  # skipped by the cost bound: even their lowest possible cost could not enter the answer
     launch: LaunchSpec
+
+
+class PlaceAnswer(Decision):
+    """The ``POST /v1/place`` answer as the OpenAPI schema documents it: the decision, and the id to report runs of
+    it against (``POST /v1/placements/{placement_id}/report``)."""
+
+    placement_id: str
+    created_at: datetime
+
+
+# Documented with the request body: also the fuzzer's one valid job, since free-form ids rarely name a catalog GPU
+PLACE_EXAMPLE: dict[str, Any] = {
+    "name": "fine-tune",
+    "image": "ghcr.io/acme/train:1.2",
+    "command": ["python", "train.py"],
+    "gpu": {"count": 8, "models": ["H100", "A100-80GB"]},
+    "work": {"hours": 10, "reference_gpu": "A100-80GB"},
+    "checkpoint": {"interval_minutes": "auto", "write_minutes": 2, "restart_minutes": 5, "size_gb": 50},
+    "labels": {"team": "research"},
+    "alternatives": 3,
+}

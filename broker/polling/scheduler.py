@@ -17,6 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from broker.domain import utcnow
+from broker.history import rollup
 from broker.polling import lease
 from broker.polling.service import poll_source, skip_reason
 from broker.polling.skipped import Skipped
@@ -81,6 +82,10 @@ class PollScheduler:
             log.info("source %s skipped: %s", cfg.name, result.reason)
         else:
             log.info("poll %s: %s", cfg.name, result.summary())
+            try:
+                rollup.refresh(self.runtime.engine, utcnow())  # incremental: the days this poll closed
+            except Exception as exc:
+                log.warning("history summaries not refreshed after %s: %s", cfg.name, exc)
         # Hold the lease past this replica's own next run (it can always retake its own lease), so the others skip
         # every round while it keeps polling, and take over only if it misses a run.
         hold_until = started + timedelta(minutes=cfg.interval_minutes) + timedelta(seconds=cfg.jitter_seconds + 5)

@@ -8,11 +8,19 @@ from litestar import Request, Response, get
 from litestar.params import QueryParameter
 
 from broker.api.deps import RuntimeDep
+from broker.api.problems import GUARD_ERRORS, also_answers, problem_responses
 from broker.reports.schemas import parse_bound, to_csv
 from broker.reports.service import parse_group_by, showback
 
 
-@get("/v1/reports/showback", sync_to_thread=True, tags=["reports"], summary="GPU spend per team/project")
+@get(
+    "/v1/reports/showback",
+    sync_to_thread=True,
+    tags=["reports"],
+    summary="GPU spend per team/project",
+    responses=problem_responses(400, *GUARD_ERRORS),
+    operation_class=also_answers("text/csv"),
+)
 def get_showback(
     request: Request[Any, Any, Any],
     runtime: RuntimeDep,

@@ -8,6 +8,7 @@ from litestar import get
 from litestar.params import QueryParameter
 
 from broker.api.deps import RuntimeDep
+from broker.api.problems import GUARD_ERRORS, problem_responses
 from broker.risk.model import RiskEntry
 from broker.risk.service import risk_table
 
@@ -39,7 +40,13 @@ def entry_out(e: RiskEntry) -> dict[str, Any]:
     }
 
 
-@get("/v1/risk", sync_to_thread=True, tags=["risk"], summary="Spot interruption rates: prior, observed, posterior")
+@get(
+    "/v1/risk",
+    sync_to_thread=True,
+    tags=["risk"],
+    summary="Spot interruption rates: prior, observed, posterior",
+    responses=problem_responses(400, *GUARD_ERRORS),
+)
 def get_risk(
     runtime: RuntimeDep,
     provider: Annotated[str | None, QueryParameter()] = None,

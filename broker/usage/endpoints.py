@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 from litestar import Request, Response, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from pydantic import ValidationError
 
 from broker.api.deps import RuntimeDep
-from broker.api.problems import Problem, invalid_request
+from broker.api.problems import GUARD_ERRORS, Problem, invalid_request, problem_responses
 from broker.usage.schemas import UsageReport, record_out
 from broker.usage.service import ReportConflict, UnknownPlacement, record_report
 
@@ -34,6 +35,11 @@ def _await_decision(request: Request[Any, Any, Any], placement_id: str) -> None:
     tags=["usage"],
     summary="Report a run of a placement (idempotent per report_id)",
     status_code=201,
+    # 200: the same report again (idempotent replay)
+    responses={
+        200: ResponseSpec(dict[str, Any], generate_examples=False, description="The report was already recorded"),
+        **problem_responses(400, 409, 413, *GUARD_ERRORS),
+    },
 )
 def report_usage(
     request: Request[Any, Any, Any], placement_id: FromPath[str], data: JSONBody[dict[str, Any]], runtime: RuntimeDep
