@@ -86,7 +86,7 @@ class Work(BaseModel):
     model_config = _STRICT
 
     # at least a second: shorter lengths underflow to 0 h of work on a faster GPU (a division by zero)
-    hours: float = Field(gt=0, le=1_000_000, description="job length measured on reference_gpu")
+    hours: float = Field(ge=1 / 3600, le=1_000_000, description="job length measured on reference_gpu")
     reference_gpu: str = Field(min_length=1)
     speedups: dict[str, float] = Field(
         default_factory=dict, description="{model or family: throughput relative to reference_gpu}"

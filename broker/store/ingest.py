@@ -164,7 +164,9 @@ def _same_money(stored: Any, new: Decimal | None) -> bool:
     return float(stored) == float(new)  # SQLite hands back REAL/INTEGER
 
 
-def _load_current(conn: Connection, source: str) -> dict[Key, _Current]:
+def _load_current(conn: Connection, source: str) -> dict[Key, tuple[Any, ...]]:
+    """Raw rows in ``_Current``'s column order, keyed by offer key (a NamedTuple per row costs too much at 100k:
+    rows become ``_Current`` only where something changed)."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(
         "SELECT o.id, o.provider, o.region, o.zone, o.instance_type, o.purchase, o.term, o.payment, o.plan, "
@@ -178,8 +180,7 @@ def _load_current(conn: Connection, source: str) -> dict[Key, _Current]:
     )
     rows = cursor.fetchall()
     cursor.close()
-    make = _Current._make
-    return {r[1:9]: make(r) for r in rows}  # the key columns, in Key order
+    return {r[1:9]: r for r in rows}  # the key columns, in Key order
 
 
 def record_failure(
@@ -330,35 +331,42 @@ def apply_snapshot(
                 w.open_price(ref, obs)
                 w.open_avail(ref, avail)
                 continue
-            live = cur.withdrawn_at is None
-            price_changed = not (
-                _same_money(cur.price, obs.hourly_usd) and _same_money(cur.list_price, obs.list_hourly_usd)
+            (offer_id, *_, withdrawn_at, meta_hash, price_id, price, list_price, _, avail_id, state, quantity, _) = cur
+            live = withdrawn_at is None
+            new_price = obs.hourly_usd
+            # SQLite hands back REAL/INTEGER, PostgreSQL a Decimal
+            same = (
+                (price == new_price)
+                if isinstance(price, Decimal)
+                else (price is not None and price == float(new_price))
             )
-            if price_changed and live and cur.price is not None and _absurd(Decimal(str(cur.price)), obs.hourly_usd):
+            price_changed = not (same and _same_money(list_price, obs.list_hourly_usd))
+            if price_changed and live and price is not None and _absurd(Decimal(str(price)), new_price):
                 rejected["price more than 10x away from the stored price"] += 1
                 continue
             if not live:
-                w.reopen.append((cur.offer_id,))
-            if digest != cur.meta_hash:
-                w.meta.append((*_meta(obs, gpu_model, gpu_known, snapshot.demo, digest, db), cur.offer_id))
-            if not live or cur.price_id is None or price_changed:
+                w.reopen.append((offer_id,))
+            if digest != meta_hash:
+                w.meta.append((*_meta(obs, gpu_model, gpu_known, snapshot.demo, digest, db), offer_id))
+            if not live or price_id is None or price_changed:
                 changed += 1
                 if live:
-                    w.close(cur, price=True, avail=False)
-                w.open_price(cur.offer_id, obs)
+                    w.close(_Current._make(cur), price=True, avail=False)
+                w.open_price(offer_id, obs)
             elif not snapshot.complete:
-                w.confirm.append((w.t_db, cur.price_id))
-            if not live or cur.avail_id is None or (cur.avail_state, cur.avail_quantity) != avail:
+                w.confirm.append((w.t_db, price_id))
+            if not live or avail_id is None or (state, quantity) != avail:
                 if live:
-                    w.close(cur, price=False, avail=True)
-                w.open_avail(cur.offer_id, avail)
+                    w.close(_Current._make(cur), price=False, avail=True)
+                w.open_avail(offer_id, avail)
 
         outcome = Outcome.OK
         warnings = list(snapshot.warnings)
         gone: list[_Current] = []
         if snapshot.complete:
-            gone = [c for k, c in current.items() if c.withdrawn_at is None and k not in listed]
-            live_count = sum(1 for c in current.values() if c.withdrawn_at is None)
+            withdrawn_col = _Current._fields.index("withdrawn_at")
+            gone = [_Current._make(c) for k, c in current.items() if c[withdrawn_col] is None and k not in listed]
+            live_count = sum(1 for c in current.values() if c[withdrawn_col] is None)
             if gone and len(gone) > max_withdraw_share * live_count:
                 outcome = Outcome.SUSPECT
                 warnings.append(
