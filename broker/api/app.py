@@ -13,6 +13,7 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from broker import __version__
 from broker.api.deps import provide_runtime
@@ -88,7 +89,8 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
         refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds)
         refresher.start()
         # bring the daily history summaries up to date off the request path (a first build can take a while)
-        threading.Thread(target=_refresh_rollups, args=(runtime,), name="history-rollup", daemon=True).start()
+        rollups = threading.Thread(target=_refresh_rollups, args=(runtime,), name="history-rollup", daemon=True)
+        rollups.start()
         decisions.start()
         scheduler = PollScheduler(runtime, demo=runtime.demo) if schedule else None
         if scheduler is not None:
@@ -99,6 +101,7 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
         finally:
             refresher.stop()
             decisions.stop()
+            rollups.join(timeout=30)  # it builds a week per transaction: never leave one half-way at shutdown
             if scheduler is not None:
                 scheduler.shutdown()
 
@@ -125,6 +128,17 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
         state=State({"runtime": runtime, "scheduler": None, "decisions": decisions}),
         cors_config=cors,
         request_max_body_size=settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="GPU price-arbitrage broker", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="GPU price-arbitrage broker",
+            version=__version__,
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", description="an API key from `broker keys`"),
+                    "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+                }
+            ),
+            security=[{"bearer": []}, {"apiKey": []}],
+        ),
         debug=False,
     )

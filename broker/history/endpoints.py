@@ -10,7 +10,7 @@ from litestar import Request, Response, get
 from litestar.params import PathParameter, QueryParameter
 
 from broker.api.deps import RuntimeDep
-from broker.api.problems import Problem
+from broker.api.problems import GUARD_ERRORS, Problem, also_answers, problem_responses
 from broker.domain import utcnow
 from broker.history.market import market_view
 from broker.history.schemas import MAX_POINTS, BadQuery, build_query
@@ -45,7 +45,14 @@ def to_csv(result: HistoryResult) -> str:
     return buf.getvalue()
 
 
-@get("/v1/prices/history", sync_to_thread=True, tags=["history"], summary="Price history as bucketed series")
+@get(
+    "/v1/prices/history",
+    sync_to_thread=True,
+    tags=["history"],
+    summary="Price history as bucketed series",
+    responses=problem_responses(400, *GUARD_ERRORS),
+    operation_class=also_answers("text/csv"),
+)
 def prices_history(
     request: Request[Any, Any, Any],
     runtime: RuntimeDep,
@@ -77,7 +84,13 @@ def prices_history(
     return Response(result.to_json())
 
 
-@get("/v1/market/{gpu:str}", sync_to_thread=True, tags=["history"], summary="One GPU model: prices now and lately")
+@get(
+    "/v1/market/{gpu:str}",
+    sync_to_thread=True,
+    tags=["history"],
+    summary="One GPU model: prices now and lately",
+    responses=problem_responses(400, *GUARD_ERRORS),
+)
 def market(runtime: RuntimeDep, gpu: Annotated[str, PathParameter(description="a GPU model id")]) -> dict[str, Any]:
     try:
         return market_view(runtime.engine, runtime.catalog, runtime.index.current, gpu, now=utcnow(),

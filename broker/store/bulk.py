@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 SQLITE_DT = "%Y-%m-%d %H:%M:%S.%f"  # the text form SQLAlchemy's SQLite DateTime reads and writes
 
@@ -38,6 +38,8 @@ class Dialect:
             return None
         if isinstance(raw, datetime):
             return raw.astimezone(UTC) if raw.tzinfo else raw.replace(tzinfo=UTC)
+        if isinstance(raw, float | int):  # epoch seconds (cheaper to fetch in bulk than timestamptz)
+            return datetime.fromtimestamp(raw, UTC)
         return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
 
     def money(self, value: Decimal | None) -> Any:
@@ -86,10 +88,10 @@ class Dialect:
         if n == 0:
             return []
         if self.postgres:
-            rows = self.conn.execute(
-                text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
-                {"n": n},
+            cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,)
             )
-            return [int(r[0]) for r in rows]
+            return [int(r[0]) for r in cursor.fetchall()]
         start = int(self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()) + 1
         return list(range(start, start + n))

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 from broker.api.app import create_app
 from broker.placement.schemas import PLACE_EXAMPLE
 from broker.runtime import Runtime
-from tests.fuzz.test_schemathesis import openapi_document, seed
+from tests.fuzz.test_schemathesis import join_history_rollup, openapi_document, seed
 
 Client = TestClient[Any]
 PUBLIC = {"/healthz", "/readyz"}
@@ -33,6 +33,7 @@ def client(runtime: Runtime) -> Iterator[Client]:
     seed(runtime)
     with TestClient(app=create_app(runtime)) as c:
         yield c
+    join_history_rollup()
 
 
 def job(**work: Any) -> dict[str, Any]:
@@ -99,6 +100,7 @@ def guarded(settings: Any, engine: Any, catalog: Any) -> Iterator[Client]:
     runtime = Runtime(settings=on, engine=engine, catalog=catalog, env={})
     with TestClient(app=create_app(runtime)) as c:
         yield c
+    join_history_rollup()
 
 
 def test_refusals_without_a_key_match_the_schema(guarded: Client) -> None:

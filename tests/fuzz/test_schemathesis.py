@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -93,6 +94,14 @@ def settings(settings: Any) -> Any:
     return dataclasses.replace(settings, server=settings.server.model_copy(update={"rate_limit_per_second": 0}))
 
 
+def join_history_rollup() -> None:
+    """The lifespan starts the history summary refresh as a daemon thread nobody joins: wait for it, so it cannot
+    write while the next test empties the tables (a deadlock on PostgreSQL)."""
+    for thread in threading.enumerate():
+        if thread.name == "history-rollup":
+            thread.join(timeout=30)
+
+
 @pytest.fixture
 def live_app(runtime: Runtime) -> Iterator[Litestar]:
     seed(runtime)
@@ -103,6 +112,7 @@ def live_app(runtime: Runtime) -> Iterator[Litestar]:
             yield app
         finally:
             APP.target = None
+    join_history_rollup()
 
 
 @schema.parametrize()
