@@ -36,7 +36,7 @@ def write_config(directory: Path, sources: str, *, index_refresh_seconds: float 
     config = directory / "broker.toml"
     config.write_text(
         "[server]\n"
-        "auth = false\n"
+        "auth = false\nrate_limit_per_second = 0\n"
         f"index_refresh_seconds = {index_refresh_seconds}\n\n"
         '[placement]\nconfig_path = "placement.toml"\negress_path = "egress.toml"\n\n' + sources,
         encoding="utf-8",
