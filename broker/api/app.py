@@ -24,6 +24,7 @@ from broker.domain import utcnow
 from broker.exports.endpoints import ROUTES as export_routes
 from broker.health.endpoints import healthz, readyz
 from broker.history import rollup
+from broker.history.endpoints import ROUTES as history_routes
 from broker.observability.logging import RequestContextMiddleware
 from broker.observability.metrics import ROUTES as metric_routes
 from broker.offers.endpoints import list_offers
@@ -34,6 +35,7 @@ from broker.providers.endpoints import list_providers
 from broker.reports.endpoints import ROUTES as report_routes
 from broker.risk.endpoints import ROUTES as risk_routes
 from broker.runtime import Runtime
+from broker.ui.endpoints import ROUTES as ui_routes
 from broker.usage.endpoints import ROUTES as usage_routes
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,8 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
             *export_routes,
             *key_routes,
             *metric_routes,
+            *history_routes,
+            *ui_routes,
         ],
         guards=[api_key_guard(runtime)],
         middleware=[RequestContextMiddleware()],

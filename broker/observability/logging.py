@@ -103,6 +103,8 @@ def configure_logging(
     handler.addFilter(RedactingFilter(Redactor(secrets_in_env(os.environ if env is None else env))))
     root.addHandler(handler)
     root.setLevel(level)
+    # one line per outbound provider call is noise at INFO (and demo replays would read like live calls)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return handler
 
 

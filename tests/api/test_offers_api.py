@@ -122,3 +122,14 @@ def test_providers_lists_configured_sources(client: TestClient) -> None:  # type
     body = client.get("/v1/providers").json()
     names = {p["source"] for p in body["providers"]}
     assert "snapshots" in names
+
+
+def test_every_domain_is_served_by_create_app(client: TestClient) -> None:  # type: ignore[type-arg]
+    """The app wires every package's routes (a package left out would 404 in production, not in its own tests)."""
+    paths = set(client.get("/schema/openapi.json").json()["paths"])
+    for path in ("/v1/offers", "/v1/providers", "/v1/place", "/v1/prices/history", "/v1/market/{gpu}", "/v1/risk",
+                 "/v1/reports/showback", "/v1/exports/commitments", "/v1/keys"):
+        assert path in paths, path
+    assert client.get("/v1/prices/history", params={"gpu": "H100-SXM"}).status_code == 200
+    assert client.get("/ui").status_code == 200
+    assert client.get("/metrics").status_code == 200
