@@ -182,6 +182,8 @@ class OwnServer:
         self._stop = threading.Event()
         self._poll_every = args.poll_every
         self.proc: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.separate_poller = bool(args.separate_poller)
         self.log: Any = None
 
     def start(self) -> None:
@@ -196,10 +198,15 @@ class OwnServer:
         self._write(1)
         env = {**os.environ, "BROKER_CONFIG": str(self.config), "BROKER_DATABASE_URL": self.database_url,
                "BROKER_DATA_DIR": str(self.dir)}  # fmt: skip
-        cmd = [sys.executable, "-c", "from broker.cli.main import main; main()", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port)]  # fmt: skip
+        broker = [sys.executable, "-c", "from broker.cli.main import main; main()"]
+        cmd = [*broker, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.separate_poller:  # polls in their own process: ingest never holds the API's interpreter
+            cmd.append("--no-schedule")
         self.log = (self.dir / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        if self.separate_poller:
+            self.worker = subprocess.Popen([*broker, "worker"], cwd=ROOT, env=env, stdout=self.log,
+                                           stderr=subprocess.STDOUT)  # fmt: skip
         self._wait_healthy()
         threading.Thread(target=self._rewrite_loop, daemon=True).start()
 
@@ -248,13 +255,14 @@ class OwnServer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+        for proc in (self.proc, self.worker):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=15)
         if self.log is not None:
             self.log.close()
         if os.environ.get("BROKER_LOAD_KEEP"):
@@ -274,6 +282,11 @@ def main() -> None:
     ap.add_argument("--offers", type=int, default=100_000, help="offers in the polled snapshot (own server)")
     ap.add_argument("--poll-every", type=float, default=20, help="seconds between scheduled polls (own server)")
     ap.add_argument("--database-url", help="own server's database (default: a temporary SQLite file)")
+    ap.add_argument(
+        "--separate-poller",
+        action="store_true",
+        help="own server: polls run in a `broker worker` process, the API with --no-schedule",
+    )
     ap.add_argument("--api-key", default=os.environ.get("BROKER_API_KEY"), help="sent as a Bearer token")
     args = ap.parse_args()
     if not (0 < args.rate <= 20_000 and 0 < args.duration <= 600 and 0 < args.connections <= 512):

@@ -321,6 +321,34 @@ def backfill_aws_spot(days: float, source_name: str, demo: bool) -> None:
     )
 
 
+@cli.command()
+@click.option("--demo", is_flag=True, help="poll the recorded demo payloads instead of the live APIs")
+@one_line_errors
+def worker(demo: bool) -> None:
+    """Run only the scheduled polls (no HTTP API): pair it with `broker serve --no-schedule` replicas so
+    large ingests never compete with requests in one process."""
+    import signal
+    import threading
+
+    from broker.polling.scheduler import PollScheduler
+
+    rt = runtime(demo)
+    require_schema(rt)
+    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
+    scheduler = PollScheduler(rt, demo=demo)
+    scheduler.start()
+    for name, reason in scheduler.skipped.items():
+        click.echo(f"{name}: skipped ({reason})", err=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown()
+
+
 @cli.command("check-config")
 @one_line_errors
 def check_config() -> None:
