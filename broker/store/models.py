@@ -222,6 +222,7 @@ def table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-import broker.auth.models  # noqa: E402  (registers api_keys on Base.metadata)
-import broker.usage.models  # noqa: E402, F401  (registers its tables on Base.metadata)
-from broker.history import models as _history_models  # noqa: E402, F401  (registers the history roll-up tables)
+# Tables of other domain packages register on Base.metadata when imported (Alembic and the tests see them all).
+import broker.auth.models  # noqa: E402
+import broker.history.models  # noqa: E402
+import broker.usage.models  # noqa: E402, F401
