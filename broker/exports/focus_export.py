@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from broker.domain import ConfigError, utcnow
-from broker.exports.service import ExportParams
+from broker.domain import utcnow
+from broker.exports.service import ExportParams, gpu_models
 from broker.gpus import GpuCatalog
 from broker.usage import focus, repository
 from broker.usage.prices import OnDemandReference
@@ -17,11 +17,7 @@ from broker.usage.prices import OnDemandReference
 def focus_csv(engine: Engine, catalog: GpuCatalog, params: ExportParams) -> str:
     now = params.now or utcnow()
     start = now - timedelta(days=params.lookback_days)
-    models: list[str] | None = None
-    if params.gpu:
-        models = sorted({m.id for m in catalog.matching(params.gpu)})
-        if not models:
-            raise ConfigError(f"gpu: unknown GPU {params.gpu!r}")
+    models = gpu_models(catalog, params.gpu)
     with Session(engine) as session:
         records = repository.load(session, start, now, gpu_models=models, provider=params.provider)
         if not records:

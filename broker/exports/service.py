@@ -220,6 +220,16 @@ def _scope(
     }
 
 
+
+def gpu_models(catalog: GpuCatalog, gpu: str | None) -> list[str] | None:
+    """The catalog models an export's ``gpu`` parameter names (an id or a family); None: every model."""
+    if not gpu:
+        return None
+    models = sorted({m.id for m in catalog.matching(gpu)})
+    if not models:
+        raise ConfigError(f"gpu: unknown GPU {gpu!r}")
+    return models
+
 def commitment_export(engine: Engine, index: OfferIndex, catalog: GpuCatalog, params: ExportParams) -> dict[str, Any]:
     if not 1 <= params.lookback_days <= 3 * 365:
         raise ConfigError("lookback_days: must be between 1 and 1095")
@@ -227,11 +237,7 @@ def commitment_export(engine: Engine, index: OfferIndex, catalog: GpuCatalog, pa
     end = now.replace(minute=0, second=0, microsecond=0)  # whole hours: the last, partial hour is left out
     hours = params.lookback_days * 24
     start = end - timedelta(hours=hours)
-    models: list[str] | None = None
-    if params.gpu:
-        models = sorted({m.id for m in catalog.matching(params.gpu)})
-        if not models:
-            raise ConfigError(f"gpu: unknown GPU {params.gpu!r}")
+    models = gpu_models(catalog, params.gpu)
     with Session(engine) as session:
         records = repository.load(session, start, end, gpu_models=models, provider=params.provider)
         by_model: dict[str, list[UsageRecord]] = {}
