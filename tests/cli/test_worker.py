@@ -12,17 +12,9 @@ from sqlalchemy import Engine, select
 
 from broker.store.models import PollRun
 from tests.faults.servers import write_config
+from tests.polling.test_polling import OFFER
 
 ROOT = Path(__file__).resolve().parents[2]
-OFFER = {
-    "provider": "lambda",
-    "region": "us-east-1",
-    "instance_type": "gpu_1x_h100_pcie",
-    "purchase": "on_demand",
-    "gpu": "H100-PCIE",
-    "gpu_count": 1,
-    "hourly_usd": "2.49",
-}
 
 
 def test_worker_runs_the_scheduled_polls_and_stops_on_sigterm(
