@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +28,7 @@ from broker.exports.endpoints import ROUTES as export_routes
 from broker.health.endpoints import healthz, readyz
 from broker.history import rollup
 from broker.history.endpoints import ROUTES as history_routes
-from broker.observability.logging import RequestContextMiddleware
+from broker.observability.logging import RequestContextMiddleware, configure_logging
 from broker.observability.metrics import ROUTES as metric_routes
 from broker.offers.endpoints import list_offers
 from broker.placement.endpoints import ROUTES as placement_routes
@@ -145,4 +148,30 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
             security=[{"bearer": []}, {"apiKey": []}],
         ),
         debug=False,
+        # logging is ours (configure_logging: JSON lines, secrets redacted); Litestar's default config would
+        # replace the root handler with its own plain-text queue handler
+        logging_config=None,
     )
+
+
+# `broker serve --workers N` hands its command-line choices to the API processes it starts (JSON)
+SERVE_OPTIONS_ENV = "BROKER_SERVE_OPTIONS"
+
+
+def serving_runtime(*, demo: bool, no_auth: bool) -> Runtime:
+    """The runtime ``broker serve`` answers from: settings from the environment, auth turned off on request."""
+    runtime = Runtime.create(demo=demo)
+    if no_auth:
+        server = runtime.settings.server.model_copy(update={"auth": False})
+        runtime.settings = dataclasses.replace(runtime.settings, server=server)
+    return runtime
+
+
+def worker_app() -> Litestar:
+    """One API process of ``broker serve --workers N`` (a uvicorn app factory). It serves only: the scheduled
+    polls run in ``broker worker``, so that no API process stalls on a large ingest."""
+    options = json.loads(os.environ.get(SERVE_OPTIONS_ENV) or "{}")
+    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
+    demo = bool(options.get("demo", False))
+    runtime = serving_runtime(demo=demo, no_auth=bool(options.get("no_auth", False)))
+    return create_app(runtime, schedule=False, demo=demo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -255,22 +256,28 @@ def providers(demo: bool, as_json: bool) -> None:
 @click.option("--demo", is_flag=True, help="load the recorded demo data first, and keep polling it offline")
 @click.option("--no-schedule", is_flag=True, help="serve only: do not run the scheduled polls")
 @click.option("--no-auth", is_flag=True, help="accept requests without an API key (refused unless on loopback)")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="API processes sharing the port (more than 1: serve only, run the polls with `broker worker`)",
+)
 @one_line_errors
-def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_auth: bool) -> None:
+def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_auth: bool, workers: int) -> None:
     """Run the HTTP API and the scheduled polls."""
-    import dataclasses
+    import shutil
+    import tempfile
 
     import uvicorn
 
-    from broker.api.app import create_app
+    from broker.api.app import SERVE_OPTIONS_ENV, create_app, serving_runtime
 
-    rt = runtime(demo)
+    if workers > 1 and not no_schedule:
+        raise CliError("--workers serves the API only: add --no-schedule and run the polls with `broker worker`")
+    rt = serving_runtime(demo=demo, no_auth=no_auth)
     require_schema(rt)
     host = host or rt.settings.server.host
     port = port or rt.settings.server.port
-    if no_auth:
-        server = rt.settings.server.model_copy(update={"auth": False})
-        rt.settings = dataclasses.replace(rt.settings, server=server)
     if warning := check_auth_mode(host, rt.settings.server.auth):
         click.echo(warning, err=True)
     configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
@@ -280,9 +287,30 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_
             result = poll_source(rt, cfg, demo=True)
             if not isinstance(result, Skipped):
                 click.echo(f"demo data: {cfg.name}: {result.outcome.value}, {result.offers_seen} offers")
-    app = create_app(rt, schedule=not no_schedule, demo=demo)
     click.echo(f"serving on http://{host}:{port} (OpenAPI at /schema, offers at /v1/offers)")
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    if workers == 1:
+        app = create_app(rt, schedule=not no_schedule, demo=demo)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        return
+    # each API process is a fresh interpreter (spawned by uvicorn): it reads these before importing metrics
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="broker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[SERVE_OPTIONS_ENV] = json.dumps({"demo": demo, "no_auth": no_auth})
+    try:
+        uvicorn.run(
+            "broker.api.app:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @cli.group()

@@ -3,10 +3,16 @@
 Counters and histograms live in one module registry and are fed by the functions below (the poll loop and the
 placement service call them). Gauges about current data (offers and data age per source) are computed at scrape
 time from the runtime's offer index, so they can never drift from what the API serves.
+
+Under ``broker serve --workers N`` each API process keeps its counters in files under ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus_client's multiprocess mode, chosen when that variable is set before this module is imported) and a
+scrape of any worker sums them all; the per-process collectors (CPU, memory, GC) are left out there, since they
+would describe only the worker that happened to answer.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +27,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -31,38 +38,56 @@ from broker.polling.skipped import Skipped
 from broker.runtime import Runtime
 from broker.store.ingest import IngestResult
 
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
-GCCollector(registry=REGISTRY)
+if not MULTIPROCESS:
+    ProcessCollector(registry=REGISTRY)
+    PlatformCollector(registry=REGISTRY)
+    GCCollector(registry=REGISTRY)
 
 POLLS = Counter(
-    "broker_polls", "Polls by source and outcome (ok, partial, suspect, failed, skipped)", ["source", "outcome"],
+    "broker_polls",
+    "Polls by source and outcome (ok, partial, suspect, failed, skipped)",
+    ["source", "outcome"],
     registry=REGISTRY,
 )
 POLL_SECONDS = Histogram(
-    "broker_poll_duration_seconds", "Wall-clock time of a poll, fetch and ingest", ["source"],
-    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800), registry=REGISTRY,
+    "broker_poll_duration_seconds",
+    "Wall-clock time of a poll, fetch and ingest",
+    ["source"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
 )
 PLACEMENT_SECONDS = Histogram(
-    "broker_placement_latency_seconds", "Time to compute one placement decision",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=REGISTRY,
+    "broker_placement_latency_seconds",
+    "Time to compute one placement decision",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
 )
 DECISIONS = Counter(
-    "broker_decisions", "Placement decisions by chosen provider and purchase option", ["provider", "purchase"],
+    "broker_decisions",
+    "Placement decisions by chosen provider and purchase option",
+    ["provider", "purchase"],
     registry=REGISTRY,
 )
 REJECTED = Counter(
-    "broker_rejected_requests", "Requests refused before or by validation, by reason", ["reason"],
+    "broker_rejected_requests",
+    "Requests refused before or by validation, by reason",
+    ["reason"],
     registry=REGISTRY,
 )
 HTTP_REQUESTS = Counter(
-    "broker_http_requests", "HTTP requests by method, route template and status", ["method", "route", "status"],
+    "broker_http_requests",
+    "HTTP requests by method, route template and status",
+    ["method", "route", "status"],
     registry=REGISTRY,
 )
 HTTP_SECONDS = Histogram(
-    "broker_http_request_duration_seconds", "HTTP request latency by method and route template", ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY,
+    "broker_http_request_duration_seconds",
+    "HTTP request latency by method and route template",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
 )
 
 REJECT_REASONS = {
@@ -133,14 +158,23 @@ class IndexCollector(Collector):
         yield age
         yield GaugeMetricFamily("broker_offer_index_loaded", "1 once the offer index was loaded", value=holder.loaded)
         yield GaugeMetricFamily(
-            "broker_offer_index_age_seconds", "Seconds since the offer index was built",
+            "broker_offer_index_age_seconds",
+            "Seconds since the offer index was built",
             value=max((now - index.built_at).total_seconds(), 0.0),
         )
 
 
 def exposition(runtime: Runtime) -> bytes:
     # the per-runtime collector is not registered anywhere: each scrape reads the runtime it was asked about
-    return generate_latest(REGISTRY) + generate_latest(_Single(IndexCollector(runtime)))
+    return generate_latest(_all_processes() if MULTIPROCESS else REGISTRY) + generate_latest(
+        _Single(IndexCollector(runtime))
+    )
+
+
+def _all_processes() -> CollectorRegistry:
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return merged
 
 
 class _Single:

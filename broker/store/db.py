@@ -5,12 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+_encode = msgspec.json.Encoder()
+
+
+def _json_dumps(value: Any) -> str:
+    return _encode.encode(value).decode()
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # JSON columns (offer attributes, stored decisions) through msgspec: several times faster than the stdlib
+    # both ways, which shows in index loads of 100k offers and in the decision log under load
+    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_deserializer", msgspec.json.decode)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

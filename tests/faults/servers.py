@@ -54,7 +54,9 @@ def write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
 class BrokerServer:
     """``broker serve`` in a subprocess on 127.0.0.1; output goes to a log file (read it when a test fails)."""
 
-    def __init__(self, config: Path, database_url: str, log: Path, *, schedule: bool, name: str) -> None:
+    def __init__(
+        self, config: Path, database_url: str, log: Path, *, schedule: bool, name: str, workers: int = 1
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
@@ -64,6 +66,8 @@ class BrokerServer:
         args += ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if not schedule:
             args.append("--no-schedule")
+        if workers > 1:
+            args += ["--workers", str(workers)]
         env = {
             **os.environ,
             "BROKER_CONFIG": str(config),
@@ -99,9 +103,9 @@ class BrokerServer:
         raise AssertionError(f"{self.name} not healthy after {timeout_s} s: {self.log_tail()}")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no lease release (a crashed replica)."""
+        """SIGKILL: no shutdown hooks, no lease release (a crashed replica, its API processes included)."""
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:

@@ -130,3 +130,25 @@ def test_formatter_and_filter_compose_without_the_configured_handler() -> None:
     assert out["message"] == f"value {MASK} and 3"
     assert out["level"] == "error"
     assert out["ts"].endswith("+00:00")
+
+
+def test_the_served_app_keeps_our_json_redacting_handler(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`broker serve` configures logging first and then builds the app: starting the app must not swap the
+    root handler for a plain-text one (which would drop the JSON format and the secret redaction)."""
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    handler = configure_logging(logging.INFO, env={"LAMBDA_API_KEY": "lambda-secret-value-123"}, stream=stream)
+    try:
+        with_auth_off = secured_app(runtime, monkeypatch, auth=False)
+        with TestClient(app=with_auth_off) as c:
+            assert c.get("/healthz").status_code == 200
+            logging.getLogger("tests.served").warning("token lambda-secret-value-123")
+        assert handler in root.handlers
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    out = lines(stream)
+    access = [e for e in out if e["logger"] == "broker.access" and e["path"] == "/healthz"]
+    assert access and access[0]["status"] == 200 and access[0]["request_id"]
+    assert [e["message"] for e in out if e["logger"] == "tests.served"] == [f"token {MASK}"]
