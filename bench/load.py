@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py [--endpoint place|offers] [--rate 1000] [--duration 60] [--connections 64]
                                    [--offers 100000] [--database-url URL] [--url http://127.0.0.1:PORT]
+                                   [--poll-every 20] [--separate-poller] [--workers N]
 
 Without ``--url`` it runs its own server: a temporary config with one ``file`` source of ``--offers`` offers,
 the database migrated and seeded with that universe, then ``broker serve`` with the scheduler on. The scheduler
@@ -12,6 +13,8 @@ The load is open-loop (requests are due at a fixed rate whether or not earlier o
 HTTP/1.1 connections, and latency is measured from when a request was *due*, so a stalled server shows up in the
 percentiles instead of silently lowering the rate. Prints throughput, p50/p90/p99/max, errors, and the polls that
 ran during the load. Loopback only; the run is bounded by ``--duration`` (and a hard stop 30 s after it).
+``--separate-poller`` runs the polls in ``broker worker`` and the API with ``--no-schedule`` (the production
+layout); ``--workers N`` serves with ``broker serve --workers N`` (N API processes on the port).
 """
 
 from __future__ import annotations
@@ -183,7 +186,8 @@ class OwnServer:
         self._poll_every = args.poll_every
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
-        self.separate_poller = bool(args.separate_poller)
+        self.workers = int(args.workers)
+        self.separate_poller = bool(args.separate_poller) or self.workers > 1
         self.log: Any = None
 
     def start(self) -> None:
@@ -202,6 +206,8 @@ class OwnServer:
         cmd = [*broker, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.separate_poller:  # polls in their own process: ingest never holds the API's interpreter
             cmd.append("--no-schedule")
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
         self.log = (self.dir / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         if self.separate_poller:
@@ -286,6 +292,9 @@ def main() -> None:
         "--separate-poller",
         action="store_true",
         help="own server: polls run in a `broker worker` process, the API with --no-schedule",
+    )
+    ap.add_argument(
+        "--workers", type=int, default=1, help="own server: API processes (`serve --workers`; implies --separate-poller)"
     )
     ap.add_argument("--api-key", default=os.environ.get("BROKER_API_KEY"), help="sent as a Bearer token")
     args = ap.parse_args()

@@ -7,9 +7,9 @@ rate class and node size form a *stream* (one bucket per region and availability
 streams of one model, arch, kind and rate class form a *group*. A request is a best-first branch and bound:
   1. whole models and groups are ruled in or out at once by GPU, arch, the model's deadline floor, purchase kind
      and availability (counted by reason, no per-offer work); each group left goes on a heap under a lower bound
-     of any of its offers' expected cost: GPUs paid for · $/GPU-h · work hours · wall-time floor + least egress.
-     The floor (costmodel.wall_factor_floor) is that of the rate class's lower edge, so the classes of spot
-     capacity that is dear to run sort late without being looked at;
+     of any of its offers' expected cost: per view of its streams (step 2), GPUs paid for · $/GPU-h · work hours ·
+     wall-time floor + the view's egress. The floor (costmodel.wall_factor_floor) is that of the rate class's
+     lower edge, so the classes of spot capacity that is dear to run sort late without being looked at;
   2. a popped group splits its streams by the request's region rules and by where each region is relative to the
      input data (same region / same provider / elsewhere: one egress each). These *views* are cached per
      (constraint shape, data location) with the index, so region checks run once per region and shape;
@@ -44,7 +44,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from broker.domain import COMMITTED_PURCHASES, Availability, Purchase
@@ -61,7 +61,6 @@ from broker.placement.schemas import (
     RejectReason,
 )
 
-_CENT4 = Decimal("0.0001")
 _SPOT, _COMMITTED, _OTHER = 0, 1, 2
 _AVAIL = {Availability.AVAILABLE: 0, Availability.UNKNOWN: 1, Availability.UNAVAILABLE: 2}
 _AVAILABLE, _UNKNOWN, _UNAVAILABLE = 0, 1, 2
@@ -160,16 +159,17 @@ class _Stream:
 class _Group:
     """The non-committed offers of one model, arch, kind and rate class: a stream per GPUs per node."""
 
+    gid: int  # key of the per-request-shape bound caches
     spot: bool
     edge: float  # lower edge of the rate class: every offer in it is interrupted at least this often
     size: int
     unavailable: int  # offers marked unavailable: never searched, only counted
     live: tuple[_Stream, ...]  # streams with offers to search
+    searched: int  # offers in the live streams
     cheapest: float  # USD per GPU-hour, over the live streams
     max_gpn: int  # over the live streams: the fewest nodes, the lowest gang rate
-    regions: Mapping[str, int]  # provider -> how many regions hold offers to search: the egress floor
-    region_min: Mapping[tuple[str, str], float]  # (provider, region) -> cheapest USD per GPU-hour there
-    runner_up: float  # cheapest USD per GPU-hour outside the region of ``cheapest``
+    # (GPUs per node, relation, cheapest USD per GPU-hour) per stream: its bound terms when nothing is filtered
+    whole_terms: tuple[tuple[int, int, float], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +207,8 @@ class _Shape:
     relation: dict[tuple[str, str], int] = field(default_factory=dict)  # region -> relation, -1: ruled out
     # stream id -> (offers of unknown availability left out, offers in regions ruled out, views)
     views: dict[int, tuple[int, int, tuple[_View, ...]]] = field(default_factory=dict)
+    # group id -> (GPUs per node, relation, cheapest USD per GPU-hour) of each view of its streams
+    terms: dict[int, tuple[tuple[int, int, float], ...]] = field(default_factory=dict)
 
 
 _CACHE: list[tuple[OfferIndex, GpuCatalog, PlacementConfig, _Prepared]] = []
@@ -361,7 +363,7 @@ def _arch_prep(
         else:
             per_group.setdefault((kind, rclass), []).append(buckets)
     groups = tuple(
-        _group(kind == _SPOT, edges[rclass] if kind == _SPOT else 0.0, per_gpn, sids)
+        _group(next(sids), kind == _SPOT, edges[rclass] if kind == _SPOT else 0.0, per_gpn, sids)
         for (kind, rclass), per_gpn in per_group.items()
     )
     return _ArchPrep(
@@ -373,30 +375,23 @@ def _arch_prep(
     )
 
 
-def _group(spot: bool, edge: float, per_gpn: Sequence[list[_Bucket]], sids: Iterator[int]) -> _Group:
+def _group(gid: int, spot: bool, edge: float, per_gpn: Sequence[list[_Bucket]], sids: Iterator[int]) -> _Group:
     live: list[_Stream] = []
     for buckets in per_gpn:
         searched = sorted((b for b in buckets if b.avail != _UNAVAILABLE), key=lambda b: (b.prices[0], b.rk, b.avail))
         if searched:
             live.append(_Stream(next(sids), searched[0].gpn, _view(searched)))
-    regions: dict[str, set[str]] = {}
-    region_min: dict[tuple[str, str], float] = {}
-    for st in live:
-        for b in st.whole.buckets:
-            regions.setdefault(b.provider, set()).add(b.region)
-            region_min[b.rk] = min(region_min.get(b.rk, math.inf), b.prices[0])
-    by_price = sorted(region_min.values())
     return _Group(
+        gid,
         spot,
         edge,
         sum(len(b.offers) for bs in per_gpn for b in bs),
         sum(len(b.offers) for bs in per_gpn for b in bs if b.avail == _UNAVAILABLE),
         tuple(live),
-        by_price[0] if by_price else math.inf,
+        sum(st.whole.rest[0] for st in live),
+        min((st.whole.mins[0] for st in live), default=math.inf),
         max((st.gpn for st in live), default=1),
-        {p: len(r) for p, r in regions.items()},
-        region_min,
-        by_price[1] if len(by_price) > 1 else math.inf,
+        tuple((st.gpn, _HERE, st.whole.mins[0]) for st in live),
     )
 
 
@@ -698,9 +693,11 @@ class _Walk:
         self.hw_floor = job.count * job.hw_rate  # every option runs >= count GPUs
         self.floors: dict[tuple[int, float], float] = {}
         self.shape = _shape(job, prep)
-        data = job.req.data
-        self.data = data if data is not None and data.size_gb > 0 else None  # input data that moves
         self.moves: list[tuple[float, float] | None] = [(0.0, 0.0), None, None]  # per relation
+        self.egress = [0.0, 0.0, 0.0]  # egress USD per relation (what group bounds add)
+        if (data := job.req.data) is not None and data.size_gb > 0:
+            self.egress = [self.moved(rel)[0] for rel in (_HERE, _SAME_PROVIDER, _ELSEWHERE)]
+        self.paid: dict[tuple[int, float], float] = {}  # (GPUs per node, rate) -> GPUs paid x wall-time floor
 
     def floor(self, nodes: int, node_rate: float) -> float:
         """The least billed hours per work hour of ``nodes`` nodes at ``node_rate`` reclaims per node-hour."""
@@ -761,22 +758,37 @@ class _Walk:
             hit = self.moves[relation] = _egress(self.job, provider, "", self.cfg)
         return hit
 
-    def group_floor(self, g: _Group, per_usd: float) -> float:
-        """The least cost of any offer in the group: ``per_usd`` (USD per USD/GPU-hour) x its cheapest price
-        plus the least egress there (the request's region rules aside)."""
-        data = self.data
-        if data is None:
-            return per_usd * g.cheapest
-        here = g.region_min.get((data.provider, data.region), math.inf)
-        # any other region pays the egress of moving the data out of its region
-        egress = math.inf
-        own = g.regions.get(data.provider, 0)
-        if own > (here < math.inf):
-            egress = self.moved(_SAME_PROVIDER)[0]
-        if len(g.regions) > (own > 0):
-            egress = min(egress, self.moved(_ELSEWHERE)[0])
-        elsewhere = g.runner_up if g.cheapest == here else g.cheapest
-        return min(per_usd * here, per_usd * elsewhere + egress)
+    def group_bound(self, g: _Group, work_h: float) -> float:
+        """The least bound that expanding the group would push: per view of its streams, the GPUs paid for x
+        work hours x the wall-time floor x the view's cheapest price, plus the view's egress. It is exact at the
+        view level (region rules and data location applied), so a group is opened only when one of its views
+        would be next. 0 when the request leaves the group no view: opened at once, its offers counted by reason.
+        """
+        terms = self.terms(g)
+        if not terms:
+            return 0.0
+        per, edge, paid, egress = work_h * _SLACK, g.edge, self.paid, self.egress
+        best = math.inf
+        for gpn, rel, price in terms:
+            factor = paid.get((gpn, edge))
+            if factor is None:
+                nodes = -(-self.job.count // gpn)
+                factor = paid[gpn, edge] = nodes * gpn * self.floor(nodes, edge)
+            bound = per * factor * price + egress[rel]
+            if bound < best:
+                best = bound
+        return best
+
+    def terms(self, g: _Group) -> tuple[tuple[int, int, float], ...]:
+        shape = self.shape
+        if shape is None:
+            return g.whole_terms
+        hit = shape.terms.get(g.gid)
+        if hit is None:
+            hit = shape.terms[g.gid] = tuple(
+                (st.gpn, v.relation, v.mins[0]) for st in g.live for v in self.views(st)[2]
+            )
+        return hit
 
     def views(self, st: _Stream) -> tuple[int, int, tuple[_View, ...]]:
         """The stream's buckets the request allows, split by egress; and the offers left out by availability
@@ -810,7 +822,7 @@ class _Walk:
         rejected[_WRONG_GPU] += self.prep.unplaceable
         base_floor = self.floor(0, 0.0) * _SLACK
         arch = str(req.arch)
-        heap, floors, count, spot_allowed = self.heap, self.floors, job.count, job.spot_allowed
+        heap, spot_allowed = self.heap, job.spot_allowed
         for model_id, mp in self.prep.models.items():
             reason = _gpu_reason(req, mp.model, allowed) if model_id in job.work_h else _WRONG_GPU
             if reason is not None:
@@ -832,18 +844,10 @@ class _Walk:
                 rejected[_UNAVAILABLE_R] += g.unavailable
                 if not g.live:
                     continue
-                # >= count GPUs paid at the cheapest price, at the fewest nodes' floor, plus the least egress
-                nodes = -(-count // g.max_gpn)
-                floor = floors.get((nodes, g.edge)) or self.floor(nodes, g.edge)
-                bound = self.group_floor(g, work_h * _SLACK * count * floor)
-                if count < g.max_gpn:  # small jobs pay for whole nodes: per node size, the GPUs actually paid
-                    paid = math.inf
-                    for st in g.live:
-                        nodes = -(-count // st.gpn)
-                        floor = floors.get((nodes, g.edge)) or self.floor(nodes, g.edge)
-                        paid = min(paid, nodes * st.gpn * st.whole.mins[0] * floor)
-                    bound = max(bound, work_h * _SLACK * paid)
-                heap.append((bound, next(self.seq), _MODEL, g, 0, (work_h,)))
+                # a quick bound first (i = 0): the exact one is worked out only for groups that come up
+                nodes = -(-job.count // g.max_gpn)
+                quick = work_h * _SLACK * job.count * self.floor(nodes, g.edge) * g.cheapest
+                heap.append((quick, next(self.seq), _MODEL, g, 0, (work_h,)))
             if job.held:
                 candidates = ap.committed
             else:
@@ -888,6 +892,9 @@ class _Walk:
             if bound > limit:
                 break
             if tag == _MODEL:
+                if i == 0:  # the quick bound came up: replace it by the exact one, which may sort later
+                    heapq.heapreplace(heap, (self.group_bound(node, ctx[0]), next(self.seq), _MODEL, node, 1, ctx))
+                    continue
                 heapq.heappop(heap)
                 self.expand(node, ctx[0])
                 continue
@@ -927,7 +934,7 @@ class _Walk:
 def _left(tag: int, node: Any, i: int) -> int:
     """Offers not yet reached under a heap entry."""
     if tag == _MODEL:
-        return sum(st.whole.rest[0] for st in node.live)
+        return int(node.searched)
     if tag == _STREAM:
         return int(node.rest[i])
     return len(node.offers) - i
@@ -1011,7 +1018,8 @@ def evaluate_all(
 
 
 def _usd(value: float) -> Decimal:
-    return Decimal(repr(value)).quantize(_CENT4, rounding=ROUND_HALF_EVEN)
+    # to 1/100 of a cent: formatting rounds the float itself (correctly, to nearest), in one step
+    return Decimal(f"{value:.4f}")
 
 
 def _option(e: _Eval, job: _Job, now: datetime) -> Option:
