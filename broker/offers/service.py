@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -40,6 +41,17 @@ class IndexHolder:
         self.loaded = False
 
     def refresh(self) -> OfferIndex:
+        # Hundreds of thousands of long-lived acyclic objects: the cycle collector would rescan them again and
+        # again while they are built (it doubled the rebuild time) and can free none of them.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._refresh()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _refresh(self) -> OfferIndex:
         with self._lock, self._engine.connect() as conn:
             version = self._version_of(conn)
             offers = repository.load_current(conn)
