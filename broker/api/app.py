@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,7 @@ from broker.ui.endpoints import ROUTES as ui_routes
 from broker.usage.endpoints import ROUTES as usage_routes
 
 log = logging.getLogger(__name__)
+REBUILD_SWITCH_INTERVAL_S = 0.0005
 
 
 class IndexRefresher:
@@ -61,11 +63,17 @@ class IndexRefresher:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
+            # A rebuild takes a second or two of interpreter time next to the requests. Handing the interpreter
+            # back every 0.5 ms instead of 5 ms keeps each request's wait for it short meanwhile.
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, REBUILD_SWITCH_INTERVAL_S))
             try:
                 if self.runtime.index.refresh_if_changed():
                     gc.freeze()  # the new index is long-lived: keep the collector from rescanning it per request
             except Exception as exc:  # the database may be away for a while: keep serving the last index
                 log.warning("offer index refresh failed: %s", exc)
+            finally:
+                sys.setswitchinterval(interval)
 
 
 def _refresh_rollups(runtime: Runtime) -> None:
