@@ -7,7 +7,6 @@ written while the request runs, writes one ``broker.access`` line per request an
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -18,6 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +28,8 @@ from broker.observability.redact import Redactor, secrets_in_env
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_log = logging.getLogger("broker.access")
 
+# one line per request: msgspec writes it several times faster than json.dumps; anything it cannot encode is str()-ed
+_encode = msgspec.json.Encoder(enc_hook=str).encode
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
 
@@ -52,7 +54,7 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             out["exc"] = record.exc_text
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _encode(out).decode()
 
 
 class RedactingFilter(logging.Filter):
