@@ -124,7 +124,7 @@ def poll(sources: tuple[str, ...], demo: bool, as_json: bool) -> None:
         cfg = configured[name]
         started = time.monotonic()
         with console.status(f"polling {name} ...", spinner="dots") if not as_json else _null():
-            result = poll_source(rt, cfg, demo=demo)
+            result = poll_source(rt, cfg, demo=demo, refresh_index=False)  # nothing here reads the index
         took = time.monotonic() - started
         rows.append(_poll_row(result, took))
         if isinstance(result, Skipped):
@@ -284,7 +284,7 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_
     if demo:
         _load_demo_history(rt)
         for cfg in rt.settings.sources.values():
-            result = poll_source(rt, cfg, demo=True)
+            result = poll_source(rt, cfg, demo=True, refresh_index=False)  # the app builds it once at start
             if not isinstance(result, Skipped):
                 click.echo(f"demo data: {cfg.name}: {result.outcome.value}, {result.offers_seen} offers")
     click.echo(f"serving on http://{host}:{port} (OpenAPI at /schema, offers at /v1/offers)")
@@ -363,7 +363,7 @@ def worker(demo: bool) -> None:
     rt = runtime(demo)
     require_schema(rt)
     configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
-    scheduler = PollScheduler(rt, demo=demo)
+    scheduler = PollScheduler(rt, demo=demo, refresh_index=False)
     scheduler.start()
     for name, reason in scheduler.skipped.items():
         click.echo(f"{name}: skipped ({reason})", err=True)

@@ -33,9 +33,12 @@ def replica_id() -> str:
 
 
 class PollScheduler:
-    def __init__(self, runtime: Runtime, *, demo: bool = False, holder: str | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, *, demo: bool = False, holder: str | None = None, refresh_index: bool = True
+    ) -> None:
         self.runtime = runtime
         self.demo = demo
+        self.refresh_index = refresh_index  # False in `broker worker`, which serves no offers
         self.holder = holder or replica_id()
         self._scheduler: Any = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
         self.skipped: dict[str, str] = {}
@@ -73,7 +76,7 @@ class PollScheduler:
         if not lease.acquire(self.runtime.engine, name, self.holder, ttl, now=started):
             return False
         try:
-            result = poll_source(self.runtime, cfg, demo=self.demo)
+            result = poll_source(self.runtime, cfg, demo=self.demo, refresh_index=self.refresh_index)
         except Exception:  # recorded by poll_source where it can be; the schedule goes on regardless
             log.exception("poll %s failed", cfg.name)
             lease.release(self.runtime.engine, name, self.holder)

@@ -84,10 +84,14 @@ def poll_source(
     demo: bool = False,
     http: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    refresh_index: bool = True,
 ) -> IngestResult | Skipped:
-    """Poll one source: fetch within its time budget (retrying transient errors), ingest, refresh the index."""
+    """Poll one source: fetch within its time budget (retrying transient errors), ingest, refresh the index.
+
+    ``refresh_index=False`` where this process serves no offers (``broker worker``): the API processes rebuild
+    their own index when they see the poll, and a rebuild of 100k offers costs seconds."""
     began = time.monotonic()
-    result = _poll(runtime, cfg, demo=demo, http=http, sleep=sleep)
+    result = _poll(runtime, cfg, demo=demo, http=http, sleep=sleep, refresh_index=refresh_index)
     record_poll(result, time.monotonic() - began)
     return result
 
@@ -99,6 +103,7 @@ def _poll(
     demo: bool,
     http: httpx.Client | None,
     sleep: Callable[[float], None],
+    refresh_index: bool,
 ) -> IngestResult | Skipped:
     reason = skip_reason(runtime, cfg, demo=demo) if http is None else None
     if reason is not None:
@@ -130,5 +135,6 @@ def _poll(
         max_withdraw_share=runtime.settings.ingest.max_withdraw_share,
         started_at=started,
     )
-    runtime.index.refresh()
+    if refresh_index:
+        runtime.index.refresh()
     return result

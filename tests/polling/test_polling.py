@@ -59,6 +59,16 @@ def test_poll_file_source_and_index_refresh(runtime: Runtime, tmp_path: Path) ->
     assert [o.key.instance_type for o in runtime.index.current.offers] == ["gpu_1x_h100_pcie"]
 
 
+def test_a_poller_that_serves_nothing_leaves_the_index_alone(runtime: Runtime, tmp_path: Path) -> None:
+    """`broker worker` ingests only: the API processes rebuild their own indexes when they see the poll."""
+    result = poll_source(runtime, file_source(tmp_path, [OFFER]), refresh_index=False)
+    assert not isinstance(result, Skipped)
+    assert result.outcome is Outcome.OK
+    assert not runtime.index.loaded
+    assert runtime.index.refresh_if_changed()  # what an API process's refresher does next
+    assert [o.key.instance_type for o in runtime.index.current.offers] == ["gpu_1x_h100_pcie"]
+
+
 def test_bad_rows_are_counted_and_the_rest_applied(runtime: Runtime, tmp_path: Path) -> None:
     bad = {**OFFER, "instance_type": "gpu_8x", "hourly_usd": "0"}
     missing = {k: v for k, v in OFFER.items() if k != "gpu"}
