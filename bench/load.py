@@ -180,7 +180,7 @@ class OwnServer:
         self.snap = self.dir / "snap.json"
         sources = (
             f'[sources.{bigsnap.SOURCE}]\nkind = "file"\npath = "{self.snap}"\n'
-            f"interval_minutes = {args.poll_every / 60}\njitter_seconds = 0\ntimeout_seconds = 300\n"
+            f"interval_minutes = {(args.poll_every or 3600) / 60}\njitter_seconds = 0\ntimeout_seconds = 300\n"
         )
         self.config = write_config(self.dir / "config", sources, index_refresh_seconds=1)
         self.port = free_port()
@@ -189,7 +189,8 @@ class OwnServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.workers = int(args.workers)
-        self.separate_poller = bool(args.separate_poller) or self.workers > 1
+        self.polling = args.poll_every > 0
+        self.separate_poller = bool(args.separate_poller) or self.workers > 1 or not self.polling
         self.log: Any = None
 
     def start(self) -> None:
@@ -212,11 +213,12 @@ class OwnServer:
             cmd += ["--workers", str(self.workers)]
         self.log = (self.dir / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        if self.separate_poller:
+        if self.separate_poller and self.polling:
             self.worker = subprocess.Popen([*broker, "worker"], cwd=ROOT, env=env, stdout=self.log,
                                            stderr=subprocess.STDOUT)  # fmt: skip
         self._wait_healthy()
-        threading.Thread(target=self._rewrite_loop, daemon=True).start()
+        if self.polling:
+            threading.Thread(target=self._rewrite_loop, daemon=True).start()
 
     def _write(self, version: int) -> None:
         write_json_atomic(self.snap, bigsnap.snapshot_json(self.offers, version, taken_at=utcnow()))
@@ -288,7 +290,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60, help="seconds of load")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--offers", type=int, default=100_000, help="offers in the polled snapshot (own server)")
-    ap.add_argument("--poll-every", type=float, default=20, help="seconds between scheduled polls (own server)")
+    ap.add_argument(
+        "--poll-every", type=float, default=20, help="seconds between scheduled polls (own server; 0: no polls)"
+    )
     ap.add_argument("--database-url", help="own server's database (default: a temporary SQLite file)")
     ap.add_argument(
         "--separate-poller",
