@@ -17,6 +17,7 @@ Default database: a fresh SQLite file in a temporary directory. For PostgreSQL p
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import statistics
 import tempfile
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from broker.gpus import GpuCatalog
 from broker.history import rollup
@@ -113,11 +114,17 @@ def generate(engine: Engine, n_offers: int, days: int, rng: random.Random, now: 
     with engine.begin() as conn:
         db = Dialect(conn)
         ids = db.next_ids("offers", len(offers))
-        db.insert("offers", OFFER_COLS, [
+        offer_rows: list[tuple[object, ...]] = [
             (oid, p, p, region, zone, itype, purchase, term, "", "", gpu, db.boolean(True), gpu, count, None, None,
              None, "{}", db.boolean(False), "", db.dt(start), None)
             for oid, (p, region, zone, itype, purchase, term, _, gpu, count) in zip(ids, offers, strict=True)
-        ])  # fmt: skip
+        ]  # fmt: skip
+        cols: tuple[str, ...] = OFFER_COLS
+        if "key_hash" in {c["name"] for c in inspect(conn).get_columns("offers")}:
+            # schemas that key offers by a digest of the key columns (provider .. plan), as ingest computes it
+            cols += ("key_hash",)
+            offer_rows = [(*r, _key_hash(r[2:10])) for r in offer_rows]
+        db.insert("offers", cols, offer_rows)
         batch: list[tuple[object, ...]] = []
         for oid, (_, _, _, _, purchase, _, base, _, _) in zip(ids, offers, strict=True):
             path = price_path(rng, purchase, base, polls)
@@ -148,6 +155,10 @@ def generate(engine: Engine, n_offers: int, days: int, rng: random.Random, now: 
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
     return len(offers), rows
+
+
+def _key_hash(key: tuple[object, ...]) -> bytes:
+    return hashlib.blake2b("\x00".join(map(str, key)).encode(), digest_size=16).digest()
 
 
 def _usd(x: float) -> Decimal:

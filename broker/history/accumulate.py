@@ -94,12 +94,29 @@ def _fill(
 
 
 def accumulate(
-    conn: Connection, q: HistoryQuery, start_s: int, end_s: int, step: int, n: int, unit: str | None = None
+    conn: Connection,
+    q: HistoryQuery,
+    start_s: int,
+    end_s: int,
+    step: int,
+    n: int,
+    unit: str | None = None,
+    cutoff_day: int | None = None,
 ) -> dict[tuple[Any, ...], Buckets]:
-    """Buckets [start_s + k*step, +step) for k < n, per group of ``q.group_by``, prices clipped to [start_s, end_s)."""
+    """Buckets [start_s + k*step, +step) for k < n, per group of ``q.group_by``, prices clipped to [start_s, end_s).
+    ``cutoff_day``: ``start_s`` is the roll-up cut-off of that day, whose stored prices in force are read instead
+    of every offer's (see ``repository.held_rows``)."""
     ng = len(q.group_by)
     groups: dict[tuple[Any, ...], Buckets] = {}
-    for row in repo.bucket_rows(conn, q, start_s, end_s, step, unit):
+    if cutoff_day is not None:
+        for row in repo.held_rows(conn, q, start_s, end_s, cutoff_day, unit):
+            g = tuple(row[:ng])
+            e_t, mn, mx, total, count = row[ng:]
+            b = groups.get(g)
+            if b is None:
+                b = groups[g] = Buckets(n)
+            add_held(b, float(mn), float(mx), float(total), int(count), start_s, int(e_t), end_s, step)
+    for row in repo.bucket_rows(conn, q, start_s, end_s, step, unit, cutoff_day):
         g = tuple(row[:ng])
         k, mn, mx, ws, secs, last, e_f, e_t, many = row[ng:]
         b = groups.get(g)
@@ -127,20 +144,13 @@ def add_interval(b: Buckets, price: float, e_f: int, e_t: int, start_s: int, end
     b.spread(k1 + 1, k2 - 1, price, step)
 
 
-def accumulate_rows(
-    rows: Sequence[tuple[Any, ...]], ng: int, start_s: int, end_s: int, step: int, n: int
-) -> dict[tuple[Any, ...], Buckets]:
-    """The same folding in Python, from ``repository.live_rows`` (a short window: few rows, no SQL date maths)."""
-    groups: dict[tuple[Any, ...], Buckets] = {}
-    for row in rows:
-        valid_from, valid_to = row[-2], row[-1]
-        e_f = max(int(valid_from.timestamp()), start_s)
-        e_t = min(int(valid_to.timestamp()) if valid_to is not None else end_s, end_s)
-        if e_t <= e_f:
-            continue
-        g = tuple(row[1 : 1 + ng])
-        b = groups.get(g)
-        if b is None:
-            b = groups[g] = Buckets(n)
-        add_interval(b, float(row[1 + ng]), e_f, e_t, start_s, end_s, step)
-    return groups
+def add_held(
+    b: Buckets, mn: float, mx: float, total: float, count: int, start_s: int, e_t: int, end_s: int, step: int
+) -> None:
+    """``count`` prices (lowest ``mn``, highest ``mx``, summing to ``total``) each in force over [start_s, e_t), folded
+    bucket by bucket (a tail after the roll-up: a bucket or two)."""
+    for k in range((e_t - 1 - start_s) // step + 1):
+        b_start = start_s + k * step
+        secs = min(e_t, b_start + step) - b_start
+        at_end = e_t >= min(b_start + step, end_s)
+        b.fold(k, mn, mx, total * secs, count * secs, mn if at_end else None)

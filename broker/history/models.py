@@ -8,11 +8,12 @@ makes the roll-up rebuild from that day. Aggregates are floats: they feed charts
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from broker.store.models import Base, PollRun, PriceInterval, UtcDateTime, table
+from broker.store.models import USD, Base, PollRun, PriceInterval, UtcDateTime, table
 
 
 class PriceDaily(Base):
@@ -64,17 +65,48 @@ class Withdrawal(Base):
     gone_at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
 
 
+class PriceCutoff(Base):
+    """Per offer: the price in force at a roll-up cut-off (``day``: the UTC midnight ``built_to``, in days since
+    1970-01-01) and its interval, with the offer's class as the roll-up saw it. A query's open tail after the
+    roll-up reads these instead of seeking every offer's interval at the cut-off; whether the interval has closed
+    since is looked up among the closes after the cut-off at query time. The latest two cut-offs are kept, so a
+    query that started before a concurrent build moved ``built_to`` on still finds its own."""
+
+    __tablename__ = "history_price_cutoff"
+    # clustered by cut-off then model on SQLite: one model's offers are one contiguous read
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gpu_model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purchase: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # no foreign keys: offers are never deleted, and a vanished interval drops out of the join that reads it
+    offer_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    interval_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    hourly_usd: Mapped[Decimal] = mapped_column(USD)  # the interval's (exact, as stored there)
+
+
 class RollupState(Base):
-    """How far the roll-ups reach (exclusive, a UTC midnight) and the last poll run they account for."""
+    """How far the roll-ups reach (exclusive, a UTC midnight), the last poll run they account for, and the
+    cut-off whose prices ``history_price_cutoff`` holds (equal to ``built_to`` once the build has written them)."""
 
     __tablename__ = "history_rollup_state"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     built_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
     run_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    cutoff_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-# Closes by time: the roll-up finds withdrawals (a close with no reopening) per day without scanning every price.
-Index("ix_price_intervals_valid_to", table(PriceInterval).c.valid_to)
+# Closes and opens by time, with the offer (and the price): the roll-up finds withdrawals (a close with no
+# reopening) per day, and a query's open tail after the roll-up reads the prices set and closed since the cut-off,
+# from the index alone: a range of index pages, not a page per price or a seek per offer.
+# PostgreSQL's indexes carry the id too (SQLite's carry the rowid anyway), for index-only scans there.
+_prices = table(PriceInterval).c
+Index("ix_price_intervals_valid_to", _prices.valid_to, _prices.offer_id, postgresql_include=["id"])
+Index(
+    "ix_price_intervals_valid_from", _prices.valid_from, _prices.offer_id, _prices.hourly_usd, postgresql_include=["id"]
+)
 # Polls by the time their data was seen: gap detection walks a source's polls in that order.
 Index("ix_poll_runs_source_taken", table(PollRun).c.source, table(PollRun).c.snapshot_taken_at)

@@ -40,39 +40,30 @@ class OfferRow:
 def overlapping(select: str, where: str, pg: bool, closed_at_start: bool = False) -> str:
     """``SELECT {select}`` over ``offers o`` and ``price_intervals p`` for the prices in force at some time in
     [:start, :end): those set inside it (index on offer, valid_from) and, per offer, the one in force at :start
-    (one index seek each; LATERAL on PostgreSQL, whose planner would otherwise hash every current price) — never
-    every price since the offer appeared. ``closed_at_start`` also returns a price that ended exactly at :start
-    (zero seconds in range: for telling a withdrawal from a price change)."""
-    cmp = ">=" if closed_at_start else ">"
+    (:func:`in_force_at`) — never every price since the offer appeared. ``closed_at_start`` also returns a price
+    that ended exactly at :start (zero seconds in range: for telling a withdrawal from a price change)."""
     inside = (
         f"SELECT {select} FROM offers o JOIN price_intervals p ON p.offer_id = o.id WHERE {where} "
         "AND p.valid_from >= :start AND p.valid_from < :end"
     )
+    return f"{inside} UNION ALL {in_force_at(select, where, pg, closed_at_start)}"
+
+
+def in_force_at(select: str, where: str, pg: bool, closed_at_start: bool = False) -> str:
+    """``SELECT {select}`` per offer of ``offers o`` (``where``) with ``p`` its price in force at :start (one index
+    seek each; LATERAL on PostgreSQL, whose planner would otherwise hash every current price)."""
+    cmp = ">=" if closed_at_start else ">"
     if pg:
-        seek = (
+        return (
             f"SELECT {select} FROM offers o CROSS JOIN LATERAL (SELECT b.* FROM price_intervals b "
             "WHERE b.offer_id = o.id AND b.valid_from < :start ORDER BY b.valid_from DESC LIMIT 1) p "
             f"WHERE {where} AND (p.valid_to IS NULL OR p.valid_to {cmp} :start)"
         )
-    else:
-        seek = (
-            f"SELECT {select} FROM offers o JOIN price_intervals p ON p.id = (SELECT b.id FROM price_intervals b "
-            "WHERE b.offer_id = o.id AND b.valid_from < :start ORDER BY b.valid_from DESC LIMIT 1) "
-            f"WHERE {where} AND (p.valid_to IS NULL OR p.valid_to {cmp} :start)"
-        )
-    return f"{inside} UNION ALL {seek}"
-
-
-def live_rows(conn: Connection, q: HistoryQuery, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
-    """Every price of the query's offers in force in [start, end) (a short, recent window), with the offer's group
-    values: (offer id, *group values, price in the query's unit, valid_from, valid_to or None) as aware datetimes."""
-    s = Sql(conn)
-    params: dict[str, Any] = {"start": s.dt(start), "end": s.dt(end)}
-    where = offer_where(q, params)
-    gsel = "".join(f", {GROUP_COLUMNS[g]}" for g in q.group_by)
-    sql = overlapping(f"o.id{gsel}, {s.price(q.unit)}, p.valid_from, p.valid_to", where, s.pg, closed_at_start=True)
-    read = s.db.read_dt
-    return [(*r[:-2], read(r[-2]), read(r[-1])) for r in conn.execute(text(sql), params)]
+    return (
+        f"SELECT {select} FROM offers o JOIN price_intervals p ON p.id = (SELECT b.id FROM price_intervals b "
+        "WHERE b.offer_id = o.id AND b.valid_from < :start ORDER BY b.valid_from DESC LIMIT 1) "
+        f"WHERE {where} AND (p.valid_to IS NULL OR p.valid_to {cmp} :start)"
+    )
 
 
 def _utc(epoch_s: int) -> datetime:
@@ -96,8 +87,8 @@ class Sql:
     def greatest(self, a: str, b: str) -> str:
         return f"GREATEST({a}, {b})" if self.pg else f"max({a}, {b})"
 
-    def price(self, unit: str) -> str:
-        usd = "CAST(p.hourly_usd AS DOUBLE PRECISION)" if self.pg else "CAST(p.hourly_usd AS REAL)"
+    def price(self, unit: str, col: str = "p.hourly_usd") -> str:
+        usd = f"CAST({col} AS DOUBLE PRECISION)" if self.pg else f"CAST({col} AS REAL)"
         return f"{usd} / o.gpu_count" if unit == "gpu_hour" else usd
 
     def dt(self, value: datetime) -> Any:
@@ -172,13 +163,22 @@ def _offer_rows(conn: Connection, rows: Sequence[Any]) -> list[OfferRow]:
 
 
 def bucket_rows(
-    conn: Connection, q: HistoryQuery, start_s: int, end_s: int, step_s: int, unit: str | None = None
+    conn: Connection,
+    q: HistoryQuery,
+    start_s: int,
+    end_s: int,
+    step_s: int,
+    unit: str | None = None,
+    cutoff_day: int | None = None,
 ) -> Sequence[Any]:
     """Per (group, bucket): min, max, sum(price x seconds), seconds, min price at the bucket end — over the prices
     that touch at most two buckets, which SQL folds into each bucket directly. A price spanning more buckets comes
     back as its own row (k < 0: its group, price, first and last second) for the caller to spread over its range.
 
     Columns: *group values, k, min, max, weighted sum, seconds, last, e_from, e_to, spans_many.
+    ``cutoff_day``: ``start_s`` is the roll-up's cut-off of that day and the range a day or so: only the prices set
+    since the cut-off, read from the indexes on valid_from and valid_to (:func:`held_rows` has those in force at
+    it), not a seek per offer.
     """
     s = Sql(conn)
     params: dict[str, Any] = {"S": start_s, "STEP": step_s, "END": end_s, "start": s.dt(_utc(start_s)),
@@ -188,10 +188,23 @@ def bucket_rows(
     gsel = ", ".join(f"{c} AS g{i}" for i, c in enumerate(gcols))
     gout = ", ".join(f"x.g{i}" for i in range(len(gcols)))
     e_from = s.greatest(s.epoch("p.valid_from"), ":S")
-    e_to = s.least(f"COALESCE({s.epoch('p.valid_to')}, :END)", ":END")
-    inner = overlapping(
-        f"{gsel}, p.id AS pid, {s.price(unit or q.unit)} AS price, {e_from} AS e_f, {e_to} AS e_t", where, s.pg
-    )
+    price = s.price(unit or q.unit)
+    if cutoff_day is None:
+        e_to = s.least(f"COALESCE({s.epoch('p.valid_to')}, :END)", ":END")
+        ctes, inner = (
+            "",
+            overlapping(f"{gsel}, p.id AS pid, {price} AS price, {e_from} AS e_f, {e_to} AS e_t", where, s.pg),
+        )
+    else:
+        _check_tail(q, start_s, end_s, cutoff_day)
+        e_to = s.least(f"COALESCE({s.epoch('c.valid_to')}, :END)", ":END")
+        # the prices set since the cut-off, the offer and price from the valid_from index, valid_to from the closes
+        ctes = f"{CLOSES}, "
+        inner = (
+            f"SELECT {gsel}, p.id AS pid, {price} AS price, {e_from} AS e_f, {e_to} AS e_t FROM price_intervals p "
+            f"CROSS JOIN offers o LEFT JOIN closes c ON c.id = p.id WHERE o.id = p.offer_id AND {where} "
+            "AND p.valid_from >= :start AND p.valid_from < :end"
+        )
     spans = "(x.k2 - x.k1)"
     bucket = f"(CASE WHEN {spans} > 1 THEN -x.pid - 1 ELSE x.k1 + j.j * {spans} END)"
     b_start = f"(:S + {bucket} * :STEP)"
@@ -200,12 +213,51 @@ def bucket_rows(
     last = f"(CASE WHEN x.e_t >= {s.least(b_end, ':END')} THEN x.price END)"
     # materialised: every row's epoch seconds are computed once, not once per expression that uses them
     sql = (
-        "WITH x AS MATERIALIZED (SELECT y.*, (y.e_f - :S) / :STEP AS k1, (y.e_t - 1 - :S) / :STEP AS k2 "
+        f"WITH {ctes}x AS MATERIALIZED (SELECT y.*, (y.e_f - :S) / :STEP AS k1, (y.e_t - 1 - :S) / :STEP AS k2 "
         f"FROM ({inner}) y WHERE y.e_t > y.e_f) "
         f"SELECT {gout}, {bucket} AS k, MIN(x.price), MAX(x.price), SUM(x.price * {dur}), SUM({dur}), MIN({last}), "
         f"MIN(x.e_f), MAX(x.e_t), MAX(CASE WHEN {spans} > 1 THEN 1 ELSE 0 END) FROM x "
         f"JOIN (SELECT 0 AS j UNION ALL SELECT 1 AS j) j ON j.j <= (CASE WHEN {spans} = 1 THEN 1 ELSE 0 END) "
         f"GROUP BY {gout + ', ' if gout else ''}{bucket}"
+    )
+    return conn.execute(text(sql), params).all()
+
+
+# The closes since the cut-off (few: a day's at most), read once from the valid_to index for a hash or index join.
+CLOSES = (
+    "closes AS MATERIALIZED (SELECT id, valid_to FROM price_intervals WHERE valid_to >= :start AND valid_to < :end)"
+)
+
+
+def _check_tail(q: HistoryQuery, start_s: int, end_s: int, cutoff_day: int) -> None:
+    """The stored cut-off serves the open tail of a query the roll-up serves (no offer, region or instance type
+    filter: it keeps the class columns only), a day or so from the cut-off."""
+    assert cutoff_day * 86400 == start_s and end_s - start_s <= 2 * 86400
+    assert q.group_by and set(q.group_by) <= set(ROLLUP_GROUPS)
+    assert q.region is None and q.instance_type is None and q.offer_id is None
+
+
+def held_rows(
+    conn: Connection, q: HistoryQuery, start_s: int, end_s: int, cutoff_day: int, unit: str | None = None
+) -> Sequence[Any]:
+    """The prices in force at the roll-up cut-off ``start_s`` (day ``cutoff_day``), from the stored cut-off, per
+    group and end (epoch seconds: the close if one came since, else ``end_s``), folded in SQL: *group values, end,
+    min, max, sum of prices, count. Most are still open: a row per group for those whatever the number of offers,
+    and one per group and poll instant for the few closed since."""
+    _check_tail(q, start_s, end_s, cutoff_day)
+    s = Sql(conn)
+    params: dict[str, Any] = {"S": start_s, "END": end_s, "start": s.dt(_utc(start_s)), "end": s.dt(_utc(end_s)),
+                              "cutoff_day": cutoff_day}  # fmt: skip
+    where = offer_where(q, params)
+    gcols = [GROUP_COLUMNS[g] for g in q.group_by]
+    gsel = "".join(f"{c} AS g{i}, " for i, c in enumerate(gcols))
+    gout = "".join(f"y.g{i}, " for i in range(len(gcols)))
+    price = s.price(unit or q.unit, "o.hourly_usd")
+    e_to = s.least(f"COALESCE({s.epoch('c.valid_to')}, :END)", ":END")
+    sql = (
+        f"WITH {CLOSES} SELECT {gout}y.e_t, MIN(y.price), MAX(y.price), SUM(y.price), COUNT(*) FROM (SELECT {gsel}"
+        f"{price} AS price, {e_to} AS e_t FROM history_price_cutoff o LEFT JOIN closes c ON c.id = o.interval_id "
+        f"WHERE o.day = :cutoff_day AND {where}) y WHERE y.e_t > :S GROUP BY {gout}y.e_t"
     )
     return conn.execute(text(sql), params).all()
 
@@ -246,50 +298,93 @@ def withdrawn_periods(
     return out
 
 
+def recent_withdrawals(
+    conn: Connection, q: HistoryQuery, start: datetime, end: datetime
+) -> list[tuple[int, datetime, datetime | None]]:
+    """:func:`withdrawn_periods` for a short recent range (a roll-up's open tail, a day or so), read from the range's
+    closes (index on valid_to, offer) and its opens at the same instants (index on valid_from, offer) rather than
+    from every matching offer's prices: cheap however many offers match, dear over a long range."""
+    s = Sql(conn)
+    params: dict[str, Any] = {"start": s.dt(start), "end": s.dt(end)}
+    where = offer_where(q, params)
+    rows = conn.execute(
+        text(
+            # the opens in the range: one read of the valid_from index, then a hash or index anti-join
+            "WITH opens AS MATERIALIZED (SELECT offer_id, valid_from FROM price_intervals WHERE valid_from >= :start "
+            "AND valid_from < :end) "
+            "SELECT p.offer_id, p.valid_to, (SELECT MIN(n.valid_from) FROM price_intervals n WHERE n.offer_id = "
+            "p.offer_id AND n.valid_from > p.valid_to AND n.valid_from < :end) FROM price_intervals p "
+            f"JOIN offers o ON o.id = p.offer_id WHERE {where} AND p.valid_to >= :start AND p.valid_to < :end "
+            # o.id, not p.offer_id: the check waits for the offer filter (SQLite places it by the tables it names)
+            "AND NOT EXISTS (SELECT 1 FROM opens n WHERE n.valid_from = p.valid_to AND n.offer_id = o.id) "
+            "ORDER BY p.valid_to, p.offer_id"
+        ),
+        params,
+    ).all()
+    read = s.db.read_dt
+    out: list[tuple[int, datetime, datetime | None]] = []
+    for offer_id, gone, back in rows:
+        since = read(gone)
+        assert since is not None
+        out.append((int(offer_id), since, read(back)))
+    return out
+
+
+def _thresholds(thresholds: dict[str, int], params: dict[str, Any]) -> str:
+    """A relation (source, thr) of the sources and their gap thresholds, bound into ``params``: one query for all
+    sources rather than a few per source."""
+    rows = []
+    for i, (source, thr) in enumerate(sorted(thresholds.items())):
+        params[f"src{i}"], params[f"thr{i}"] = source, thr
+        rows.append(f"SELECT :src{i} AS source, :thr{i} AS thr")
+    return " UNION ALL ".join(rows)
+
+
 def poll_gaps(
     conn: Connection, thresholds: dict[str, int], start: datetime, end: datetime
 ) -> list[tuple[str, datetime | None, datetime | None]]:
     """(source, last poll before, next poll after) for every stretch longer than the source's threshold (seconds)
-    without an applied poll between ``start`` and ``end``; next None: none since (up to ``end``)."""
+    without an applied poll between ``start`` and ``end``; next None: none since (up to ``end``). Per source in
+    name order, then time."""
     if not thresholds:
         return []
     s = Sql(conn)
-    out: list[tuple[str, datetime | None, datetime | None]] = []
-    read = s.db.read_dt
+    params: dict[str, Any] = {"start": s.dt(start), "end": s.dt(end)}
+    sources = _thresholds(thresholds, params)
     outcomes = ", ".join(f"'{o}'" for o in OBSERVED)
-    for source, thr in sorted(thresholds.items()):
-        params = {"src": source, "start": s.dt(start), "end": s.dt(end), "thr": thr}
-        before = conn.execute(
-            text(
-                "SELECT max(snapshot_taken_at) FROM poll_runs WHERE source = :src AND snapshot_taken_at < :start "
-                f"AND outcome IN ({outcomes})"
-            ),
-            params,
-        ).scalar()
-        rows = conn.execute(
-            text(
-                "SELECT prev_t, t FROM (SELECT snapshot_taken_at AS t, "
-                "LAG(snapshot_taken_at) OVER (ORDER BY snapshot_taken_at) AS prev_t "
-                f"FROM poll_runs WHERE source = :src AND snapshot_taken_at >= :start AND snapshot_taken_at < :end "
-                f"AND outcome IN ({outcomes})) x "
-                f"WHERE prev_t IS NOT NULL AND {s.epoch('t')} - {s.epoch('prev_t')} > :thr"
-            ),
-            params,
-        ).all()
-        first_last = conn.execute(
-            text(
-                "SELECT min(snapshot_taken_at), max(snapshot_taken_at) FROM poll_runs WHERE source = :src "
-                "AND snapshot_taken_at >= :start "
-                f"AND snapshot_taken_at < :end AND outcome IN ({outcomes})"
-            ),
-            params,
-        ).one()
-        first, last = read(first_last[0]), read(first_last[1])
-        prior = read(before)
+    applied = f"r.source = s.source AND r.outcome IN ({outcomes})"
+    in_range = "r.snapshot_taken_at >= :start AND r.snapshot_taken_at < :end"
+    edges = conn.execute(
+        text(
+            f"SELECT s.source, (SELECT max(r.snapshot_taken_at) FROM poll_runs r WHERE {applied} "
+            f"AND r.snapshot_taken_at < :start), (SELECT min(r.snapshot_taken_at) FROM poll_runs r WHERE {applied} "
+            f"AND {in_range}), (SELECT max(r.snapshot_taken_at) FROM poll_runs r WHERE {applied} AND {in_range}) "
+            f"FROM ({sources}) s"
+        ),
+        params,
+    ).all()
+    inner = conn.execute(
+        text(
+            "SELECT x.source, x.prev_t, x.t FROM (SELECT r.source, r.snapshot_taken_at AS t, "
+            "LAG(r.snapshot_taken_at) OVER (PARTITION BY r.source ORDER BY r.snapshot_taken_at) AS prev_t "
+            f"FROM ({sources}) s JOIN poll_runs r ON {applied} AND {in_range}) x "
+            f"JOIN ({sources}) s ON s.source = x.source "
+            f"WHERE x.prev_t IS NOT NULL AND {s.epoch('x.t')} - {s.epoch('x.prev_t')} > s.thr ORDER BY x.t"
+        ),
+        params,
+    ).all()
+    read = s.db.read_dt
+    by_source: dict[str, list[tuple[str, datetime | None, datetime | None]]] = {}
+    for source, a, b in inner:
+        by_source.setdefault(source, []).append((source, read(a), read(b)))
+    out: list[tuple[str, datetime | None, datetime | None]] = []
+    for source, before, first_raw, last_raw in sorted(edges, key=lambda r: str(r[0])):
+        thr = thresholds[source]
+        first, last, prior = read(first_raw), read(last_raw), read(before)
         # before a source's first poll ever there is no gap, only no data
         if prior is not None and ((first or end) - prior).total_seconds() > thr:
             out.append((source, prior, first))
-        out += [(source, read(a), read(b)) for a, b in rows]
+        out += by_source.get(source, [])
         if last is not None and (end - last).total_seconds() > thr:
             out.append((source, last, None))
     return out
@@ -331,22 +426,25 @@ def daily_rows(conn: Connection, q: HistoryQuery, d0: int, d1: int) -> Sequence[
 def stored_gaps(
     conn: Connection, thresholds: dict[str, int], start: datetime, end: datetime
 ) -> list[tuple[str, datetime, datetime]]:
+    """The roll-up's polling gaps overlapping [start, end) longer than their source's threshold, per source in
+    name order, then time."""
     if not thresholds:
         return []
     s = Sql(conn)
+    params: dict[str, Any] = {"start": s.dt(start), "end": s.dt(end)}
+    rows = conn.execute(
+        text(
+            f"SELECT g.source, g.gap_from, g.gap_to FROM ({_thresholds(thresholds, params)}) s "
+            "JOIN history_poll_gaps g ON g.source = s.source AND g.gap_from < :end AND g.gap_to > :start "
+            "AND g.seconds > s.thr ORDER BY g.source, g.gap_from"
+        ),
+        params,
+    ).all()
     out = []
-    for source, thr in sorted(thresholds.items()):
-        rows = conn.execute(
-            text(
-                "SELECT gap_from, gap_to FROM history_poll_gaps WHERE source = :src AND gap_from < :end "
-                "AND gap_to > :start AND seconds > :thr ORDER BY gap_from"
-            ),
-            {"src": source, "start": s.dt(start), "end": s.dt(end), "thr": thr},
-        ).all()
-        for a, b in rows:
-            fa, fb = s.db.read_dt(a), s.db.read_dt(b)
-            assert fa is not None and fb is not None
-            out.append((source, fa, fb))
+    for source, a, b in rows:
+        fa, fb = s.db.read_dt(a), s.db.read_dt(b)
+        assert fa is not None and fb is not None
+        out.append((source, fa, fb))
     return out
 
 

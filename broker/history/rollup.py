@@ -33,9 +33,15 @@ def day_floor(t: datetime) -> datetime:
     return datetime.fromtimestamp(int(t.timestamp()) // DAY * DAY, UTC)
 
 
-def _state(conn: Connection) -> tuple[datetime | None, int] | None:
-    row = conn.execute(text("SELECT built_to, run_id FROM history_rollup_state WHERE name = :n"), {"n": STATE}).first()
-    return None if row is None else (Dialect(conn).read_dt(row[0]), int(row[1]))
+def _state(conn: Connection) -> tuple[datetime | None, int, datetime | None] | None:
+    """(built_to, last poll run accounted for, cut-off whose prices are stored)."""
+    row = conn.execute(
+        text("SELECT built_to, run_id, cutoff_at FROM history_rollup_state WHERE name = :n"), {"n": STATE}
+    ).first()
+    if row is None:
+        return None
+    read = Dialect(conn).read_dt
+    return read(row[0]), int(row[1]), read(row[2])
 
 
 def _invalidated_from(conn: Connection, built_to: datetime, run_id: int) -> datetime | None:
@@ -56,7 +62,12 @@ def refresh(engine: Engine, now: datetime) -> datetime:
     target = day_floor(now - SETTLE)
     with engine.connect() as conn:
         state = _state(conn)
-        if state is not None and state[0] == target and _invalidated_from(conn, target, state[1]) is None:
+        if (
+            state is not None
+            and state[0] == target
+            and state[2] == target
+            and _invalidated_from(conn, target, state[1]) is None
+        ):
             return target
     while True:
         with engine.begin() as conn:
@@ -78,12 +89,13 @@ def _step(conn: Connection, target: datetime) -> datetime:
         conn.execute(text("SELECT name FROM history_rollup_state WHERE name = :n FOR UPDATE"), {"n": STATE})
     state = _state(conn)
     assert state is not None
-    built_to, seen_run = state
+    built_to, seen_run, cutoff_at = state
     run_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM poll_runs")).scalar_one())
     if built_to is not None:
         stale = _invalidated_from(conn, built_to, seen_run)
         if stale is not None:
             built_to = _drop_from(conn, day_floor(stale))
+            cutoff_at = None if cutoff_at is None or cutoff_at >= built_to else cutoff_at
     if built_to is None:
         first = db.read_dt(conn.execute(text("SELECT MIN(valid_from) FROM price_intervals")).scalar())
         built_to = day_floor(first) if first is not None else target
@@ -91,8 +103,10 @@ def _step(conn: Connection, target: datetime) -> datetime:
         upto = min(target, built_to + timedelta(days=CHUNK_DAYS))
         _build(conn, built_to, upto)
         built_to = upto
+    if cutoff_at != built_to:
+        _write_cutoff(conn, built_to, cutoff_at)
     conn.execute(
-        text("UPDATE history_rollup_state SET built_to = :b, run_id = :r WHERE name = :n"),
+        text("UPDATE history_rollup_state SET built_to = :b, run_id = :r, cutoff_at = :b WHERE name = :n"),
         {"b": db.dt(built_to), "r": run_id, "n": STATE},
     )
     return built_to
@@ -104,7 +118,29 @@ def _drop_from(conn: Connection, day: datetime) -> datetime:
     conn.execute(text("DELETE FROM history_price_daily WHERE day >= :d"), {"d": int(day.timestamp()) // DAY})
     conn.execute(text("DELETE FROM history_poll_gaps WHERE gap_to > :t"), {"t": t})
     conn.execute(text("DELETE FROM history_withdrawals WHERE gone_at >= :t"), {"t": t})
+    conn.execute(text("DELETE FROM history_price_cutoff WHERE day >= :d"), {"d": int(day.timestamp()) // DAY})
     return day
+
+
+def _write_cutoff(conn: Connection, at: datetime, previous: datetime | None) -> None:
+    """Store each offer's price in force at ``at`` (the new ``built_to``) with its class; keep the ``previous``
+    cut-off for queries that read it while this build ran, drop older ones."""
+    db = Dialect(conn)
+    day = int(at.timestamp()) // DAY
+    keep = int(previous.timestamp()) // DAY if previous is not None and previous < at else day
+    conn.execute(text("DELETE FROM history_price_cutoff WHERE day < :keep OR day >= :d"), {"keep": keep, "d": day})
+    cols = "o.gpu_model, o.provider, o.purchase, o.id AS offer_id, o.gpu_count, p.id AS interval_id, p.hourly_usd"
+    held = repo.in_force_at(cols, "o.gpu_count > 0", db.postgres)
+    conn.execute(
+        text(
+            "INSERT INTO history_price_cutoff (day, gpu_model, provider, purchase, offer_id, gpu_count, interval_id, "
+            "hourly_usd) "
+            f"SELECT :d, x.* FROM ({held}) x ORDER BY x.gpu_model, x.provider, x.purchase, x.offer_id"
+        ),
+        {"d": day, "start": db.dt(at)},
+    )
+    if db.postgres:  # fresh statistics, or the planner takes the new day's rows for none and loops over them
+        conn.execute(text("ANALYZE history_price_cutoff"))
 
 
 def _build(conn: Connection, start: datetime, end: datetime) -> None:
@@ -119,6 +155,8 @@ def _build(conn: Connection, start: datetime, end: datetime) -> None:
         for k, mn, mx, ws, secs, last in b.values():
             i_mn, i_mx, i_ws, _, i_last = inst[k]
             rows.append((*g, s0 // DAY + k, secs, mn, mx, ws, last, i_mn, i_mx, i_ws, i_last))
+    # in key order (model, day, ...): on PostgreSQL, whose heap keeps insertion order, a model's days share pages
+    rows.sort(key=lambda r: (r[0], r[3], r[1], r[2]))
     db.insert("history_price_daily", ("gpu_model", "provider", "purchase", "day", "secs", "mn_g", "mx_g", "ws_g",
                                       "last_g", "mn_i", "mx_i", "ws_i", "last_i"), rows)  # fmt: skip
     _build_gaps(conn, start, end)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from broker.history import repository as repo
 from broker.history import rollup
-from broker.history.accumulate import Buckets, accumulate, accumulate_rows
+from broker.history.accumulate import Buckets, accumulate
 from broker.history.repository import OfferRow
 from broker.history.schemas import AGGS, MAX_OFFER_SERIES, MAX_POINTS, UNITS, BadQuery, HistoryQuery
 
@@ -30,6 +30,7 @@ GAP_FACTOR = 2.5  # no applied poll for longer than 2.5 poll intervals is a gap
 MAX_GAPS = 1000
 MAX_TOTAL_POINTS = 1_000_000  # group_by=offer: series x points
 DAY = 86400
+MAX_TAIL = timedelta(days=2)  # roll-ups reach to a midnight at most 25 hours back (see rollup.SETTLE)
 
 
 @dataclass(slots=True)
@@ -99,16 +100,14 @@ def price_history(
                 raise BadQuery("group_by", f"group_by=offer would return {count} series; narrow the filters "
                                f"(gpu, provider, region, purchase, instance_type) or group by provider")  # fmt: skip
             by_id = {o.id: o for o in repo.matching_offers(conn, q)}
-        # since the roll-up's end (today): every price of the window, read once for prices and withdrawals
         mid = min(max(built_to or q.start, q.start), end)
-        live = repo.live_rows(conn, q, mid, end) if built_to is not None and end > mid and sources else None
         if end <= q.start or not sources:
             series: list[Series] = []
         elif q.step_s is None:
             series = _raw_series(conn, q, end, by_id)
         else:
-            series = _bucket_series(conn, q, end, by_id, built_to, live)
-        gaps, truncated = _gaps(conn, q, end, sources, intervals or {}, mid, live)
+            series = _bucket_series(conn, q, end, by_id, built_to)
+        gaps, truncated = _gaps(conn, q, end, sources, intervals or {}, mid, _short_tail(q, built_to, mid, end))
     return HistoryResult(query=q, series=series, gaps=gaps, gaps_truncated=truncated)
 
 
@@ -135,7 +134,6 @@ def _bucket_series(
     end: datetime,
     by_id: dict[int, OfferRow],
     built_to: datetime | None,
-    live: list[tuple[Any, ...]] | None,
 ) -> list[Series]:
     assert q.step_s is not None
     step, s0, e0 = q.step_s, int(q.start.timestamp()), int(end.timestamp())
@@ -143,7 +141,7 @@ def _bucket_series(
     if built_to is None or not _rollup_applies(q):
         groups = accumulate(conn, q, s0, e0, step, n)
     else:
-        groups = _from_rollup(conn, q, s0, e0, n, int(built_to.timestamp()), live)
+        groups = _from_rollup(conn, q, s0, e0, n, int(built_to.timestamp()))
     out = [Series(_group_key(q, g, by_id), _points(q, b)) for g, b in groups.items()]
     out = [s for s in out if s.points]
     out.sort(key=lambda s: [str(v) for v in s.key.values()])
@@ -161,10 +159,16 @@ def _rollup_applies(q: HistoryQuery) -> bool:
     )
 
 
-def _from_rollup(
-    conn: Connection, q: HistoryQuery, s0: int, e0: int, n: int, built_s: int, live_rows: list[tuple[Any, ...]] | None
-) -> dict[Any, Buckets]:
-    """Closed days from the daily roll-up, the rest (today) from the intervals; both folded into the buckets."""
+def _short_tail(q: HistoryQuery, built_to: datetime | None, mid: datetime, end: datetime) -> bool:
+    """The query's open tail [mid, end) starts at the roll-up's cut-off and is a day or so long: the prices in force
+    at its start come from the stored cut-off, its withdrawals from the indexes on valid_to and valid_from."""
+    return built_to is not None and mid == built_to and end - mid <= MAX_TAIL and _rollup_applies(q)
+
+
+def _from_rollup(conn: Connection, q: HistoryQuery, s0: int, e0: int, n: int, built_s: int) -> dict[Any, Buckets]:
+    """Closed days from the daily roll-up, the rest (today) from the intervals; both folded into the buckets. The
+    prices in force at the roll-up's end come from its stored cut-off (``refresh`` wrote it with ``built_to``), so
+    the open tail reads only what changed since, not every offer's price."""
     assert q.step_s is not None
     step = q.step_s
     mid = min(max(built_s, s0), e0)
@@ -186,11 +190,8 @@ def _from_rollup(
                  None if last is None else float(last))  # fmt: skip
     if e0 > mid:
         days = -(-(e0 - mid) // DAY)
-        live = (
-            accumulate_rows(live_rows, ng, mid, e0, DAY, days)
-            if live_rows is not None
-            else accumulate(conn, q, mid, e0, DAY, days)
-        )
+        short = mid == built_s and e0 - mid <= MAX_TAIL.total_seconds()  # see _short_tail
+        live = accumulate(conn, q, mid, e0, DAY, days, cutoff_day=mid // DAY if short else None)
         for g, b in live.items():
             for k, mn, mx, ws, secs, last in b.values():
                 fold(g, mid + k * DAY, mn, mx, ws, secs, last)
@@ -240,7 +241,7 @@ def _gaps(
     sources: set[str],
     intervals: Mapping[str, float],
     mid: datetime,
-    live: list[tuple[Any, ...]] | None,
+    short_tail: bool,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Before ``mid`` from the roll-up's records, after it from the live tables."""
     if end <= q.start or not sources:
@@ -254,7 +255,7 @@ def _gaps(
         withdrawn += [w for w in repo.stored_withdrawals(conn, q, mid) if w[2] is None or w[2] > q.start]
     if end > mid:
         polls += repo.poll_gaps(conn, thresholds, mid, end)
-        withdrawn += _withdrawals(live, end) if live is not None else repo.withdrawn_periods(conn, q, mid, end)
+        withdrawn += (repo.recent_withdrawals if short_tail else repo.withdrawn_periods)(conn, q, mid, end)
     for source, before, after in polls:
         gaps.append({"kind": "polling", "source": source, "from": _iso(max(before or q.start, q.start)),
                      "to": _iso(min(after or end, end)), "last_poll": _iso(before), "next_poll": _iso(after),
@@ -267,23 +268,6 @@ def _gaps(
                      "from": _iso(max(gone, q.start)), "to": _iso(min(back or end, end))})  # fmt: skip
     gaps.sort(key=lambda g: (g["from"], g["kind"], g["source"]))
     return gaps[:MAX_GAPS], len(gaps) > MAX_GAPS
-
-
-def _withdrawals(rows: list[tuple[Any, ...]], end: datetime) -> list[tuple[int, datetime, datetime | None]]:
-    """Closes not followed at once by the offer's next price, from ``repository.live_rows``."""
-    by_offer: dict[int, list[tuple[datetime, datetime | None]]] = {}
-    for row in rows:
-        by_offer.setdefault(int(row[0]), []).append((row[-2], row[-1]))
-    out: list[tuple[int, datetime, datetime | None]] = []
-    for offer_id, spans in by_offer.items():
-        spans.sort(key=lambda s: s[0])
-        for i, (_, closed) in enumerate(spans):
-            if closed is None or closed >= end:
-                continue
-            back = spans[i + 1][0] if i + 1 < len(spans) else None
-            if back is None or back > closed:
-                out.append((offer_id, closed, back))
-    return out
 
 
 def _iso(t: datetime | None) -> str | None:

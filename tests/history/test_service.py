@@ -5,12 +5,12 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from broker.gpus import GpuCatalog
 from broker.history.schemas import build_query
 from broker.history.service import price_history
-from tests.history.helpers import Piece, at, obs, poll, reference
+from tests.history.helpers import T0, Piece, at, obs, poll, reference
 
 
 def _history(engine: Engine, catalog: GpuCatalog, now_h: float, use_rollup: bool = True, **kw: object):  # type: ignore[no-untyped-def]
@@ -171,3 +171,118 @@ def test_a_backfill_rebuilds_the_roll_up(engine: Engine, catalog: GpuCatalog) ->
     poll(engine, catalog, at(days=2.5), [obs("a.1", "4", gpus=1), obs("b.1", "10", gpus=1)])  # recorded late
     again = _history(engine, catalog, 24 * 3 + 2, from_=at(0), to=at(days=3), step="1d", group_by="gpu_model")
     assert [v for _, v in again.series[0].points] == [10.0, 10.0, 4.0]
+
+
+# --- the open tail after the roll-up, from the stored cut-off ------------------------------------------------------
+
+# name -> (provider, purchase, GPUs); prices per instance-hour by poll hour (None: not listed, i.e. withdrawn)
+TAIL_SHAPES = {"a": ("aws", "on_demand", 8), "b": ("aws", "spot", 8), "c": ("gcp", "on_demand", 1),
+               "d": ("gcp", "spot", 1), "e": ("aws", "on_demand", 1), "f": ("aws", "spot", 1),
+               "g": ("gcp", "on_demand", 8)}  # fmt: skip
+
+
+def _tail_listing(h: int) -> dict[str, str]:
+    """Around the cut-off at 48h (day 2): ``a`` never changes; ``b`` changes in the tail; ``c`` is withdrawn in the
+    tail and comes back; ``d`` changes and ``g`` is withdrawn exactly at the cut-off; ``e`` is new in the tail;
+    ``f`` was withdrawn for good before it. ``g`` comes back after the next midnight."""
+    prices = {"a": "80", "b": "40" if h < 50 else "24", "c": "12" if 10 <= h < 52 else "11" if h >= 60 else None,
+              "d": "5" if h < 48 else "6", "e": "3" if h >= 53 else None, "f": "9" if h < 30 else None,
+              "g": "88" if h < 48 or h >= 73 else None}  # fmt: skip
+    return {name: price for name, price in prices.items() if price is not None}
+
+
+def _tail_polls(engine: Engine, catalog: GpuCatalog, hours: range, pieces: dict[str, list[Piece]]) -> None:
+    """Hourly polls (none from 20h to 23h, before the cut-off, nor from 61h to 64h, in the tail), recording each
+    offer's prices as pieces (per GPU-hour) for the reference."""
+    for h in hours:
+        if 20 <= h < 24 or 61 <= h < 65:
+            continue
+        listed = _tail_listing(h)
+        poll(engine, catalog, at(h), [obs(f"{n}.x", p, provider=TAIL_SHAPES[n][0], purchase=TAIL_SHAPES[n][1],
+                                          gpus=TAIL_SHAPES[n][2]) for n, p in listed.items()])  # fmt: skip
+        for name, (provider, purchase, gpus) in TAIL_SHAPES.items():
+            cur = pieces[name][-1] if pieces.get(name) and pieces[name][-1].t1 is None else None
+            price = float(listed[name]) / gpus if name in listed else None
+            if cur is not None and cur.price != price:
+                cur.t1 = at(h)
+                cur = None
+            if price is not None and cur is None:
+                pieces.setdefault(name, []).append(Piece((provider, purchase), at(h), None, price, name))
+
+
+def _cutoffs(engine: Engine) -> dict[int, set[str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT c.day, o.instance_type FROM history_price_cutoff c "
+                                 "JOIN offers o ON o.id = c.offer_id")).all()  # fmt: skip
+    out: dict[int, set[str]] = {}
+    for day, instance_type in rows:
+        out.setdefault(int(day) - int(T0.timestamp()) // 86400, set()).add(instance_type[0])
+    return out
+
+
+def test_the_open_tail_from_the_stored_cut_off_agrees_with_the_definition(engine: Engine, catalog: GpuCatalog) -> None:
+    pieces: dict[str, list[Piece]] = {}
+    polled = 0
+    for upto, now, cutoffs in (
+        (56, 55.5, {2: {"a", "b", "c"}}),  # tail within day 2
+        (73, 72.5, {2: {"a", "b", "c"}}),  # tail across midnight into day 3 (day 2 is not rolled up before 01:00)
+        (74, 73.5, {2: {"a", "b", "c"}, 3: {"a", "b", "c", "d", "e"}}),  # rolled up to day 3: both cut-offs kept
+        (98, 97.5, {3: {"a", "b", "c", "d", "e"}, 4: {"a", "b", "c", "d", "e", "g"}}),  # the oldest dropped
+    ):
+        _tail_polls(engine, catalog, range(polled, upto), pieces)
+        polled = upto
+        flat = [p for ps in pieces.values() for p in ps]
+        for step, agg, group_by in (("1d", "min", "provider,purchase"), ("1d", "max", "provider,purchase"),
+                                    ("1d", "avg", "provider,purchase"), ("1d", "last", "provider,purchase"),
+                                    ("2d", "avg", "provider,purchase"), ("2d", "last", "provider,purchase"),
+                                    ("1d", "min", "gpu_model"), ("1d", "last", "provider")):  # fmt: skip
+            days = 2 if step == "2d" else 1
+            if group_by == "provider,purchase":
+                want = reference(flat, at(0), at(now), timedelta(days=days), agg)
+            else:
+                dim = 0 if group_by == "provider" else None
+                want = reference([Piece((p.group[dim],) if dim is not None else ("H100-SXM",), p.t0, p.t1, p.price)
+                                  for p in flat], at(0), at(now), timedelta(days=days), agg)  # fmt: skip
+            rolled = _history(engine, catalog, now, True, from_=at(0), to=at(days=5), step=step, agg=agg,
+                              group_by=group_by)  # fmt: skip
+            scanned = _history(engine, catalog, now, False, from_=at(0), to=at(days=5), step=step, agg=agg,
+                               group_by=group_by)  # fmt: skip
+            for r in (rolled, scanned):
+                got = {tuple(s.key.values()): s.points for s in r.series}
+                assert got.keys() == want.keys(), (now, step, agg, group_by)
+                for g, points in want.items():
+                    assert [t for t, _ in got[g]] == [t for t, _ in points], (now, step, agg, g)
+                    # answers are rounded to 8 decimals
+                    assert [v for _, v in got[g]] == pytest.approx([v for _, v in points], abs=1e-8), (now, agg, g)
+            assert rolled.to_json()["gaps"] == scanned.to_json()["gaps"], (now, step, agg)
+        assert _cutoffs(engine) == cutoffs, now
+        kinds = {(g["kind"], g["from"]) for g in rolled.to_json()["gaps"]}
+        assert ("withdrawn", at(30).isoformat()) in kinds and ("polling", at(19).isoformat()) in kinds
+        if now > 60:  # c withdrawn in the tail, and no poll from 61h to 64h
+            assert {("withdrawn", at(52).isoformat()), ("polling", at(60).isoformat())} <= kinds
+
+
+def test_a_backfill_before_the_cut_off_rewrites_it(engine: Engine, catalog: GpuCatalog) -> None:
+    both = [obs("a.1", "10", gpus=1), obs("b.1", "10", gpus=1)]
+    poll(engine, catalog, at(0), both)
+    poll(engine, catalog, at(30), both)
+    first = _history(engine, catalog, 50, from_=at(0), to=at(50), step="1d", group_by="gpu_model")
+    assert [v for _, v in first.series[0].points] == [10.0, 10.0, 10.0]  # day 2 (the tail) from the cut-off
+    poll(engine, catalog, at(40), [obs("a.1", "4", gpus=1), obs("b.1", "10", gpus=1)])  # recorded late, day 1
+    again = _history(engine, catalog, 50, from_=at(0), to=at(50), step="1d", group_by="gpu_model")
+    assert [v for _, v in again.series[0].points] == [10.0, 4.0, 4.0]  # a.1's price at the cut-off is 4 now
+    scanned = _history(engine, catalog, 50, False, from_=at(0), to=at(50), step="1d", group_by="gpu_model")
+    assert scanned.series[0].points == again.series[0].points
+
+
+def test_a_roll_up_without_a_cut_off_writes_one(engine: Engine, catalog: GpuCatalog) -> None:
+    """Roll-ups built before the cut-off existed (migration 0005) get theirs at the next refresh, no rebuild."""
+    poll(engine, catalog, at(0), [obs("a.1", "10", gpus=1)])
+    poll(engine, catalog, at(49), [obs("a.1", "6", gpus=1), obs("b.1", "8", gpus=1)])
+    first = _history(engine, catalog, 50, from_=at(0), to=at(50), step="1d", group_by="gpu_model", agg="max")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM history_price_cutoff"))
+        conn.execute(text("UPDATE history_rollup_state SET cutoff_at = NULL"))
+    again = _history(engine, catalog, 50, from_=at(0), to=at(50), step="1d", group_by="gpu_model", agg="max")
+    assert again.series == first.series and [v for _, v in again.series[0].points] == [10.0, 10.0, 10.0]
+    assert _cutoffs(engine) == {2: {"a"}}
