@@ -1,9 +1,10 @@
 """Ingest benchmark: a synthetic but realistic universe of GPU offers over the six main providers.
 
-    python bench/ingest.py [--offers 100000] [--polls 100] [--change 0.01] [--database-url URL]
+    python bench/ingest.py [--offers 100000] [--polls 100] [--change 0.01] [--database-url URL] [--phases]
 
 Prints: time to ingest the first snapshot; time to re-ingest with 1% of prices changed; price rows written by
 that re-ingest (must equal the prices changed); database size after N polls, and its growth per poll.
+``--phases`` also prints where each of the first three ingests spent its time (ingest's DEBUG log).
 Default database: a fresh SQLite file in a temporary directory. For PostgreSQL pass a URL of an empty database.
 """
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import os
 import random
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -112,7 +115,14 @@ def main() -> None:
     ap.add_argument("--polls", type=int, default=100)
     ap.add_argument("--change", type=float, default=0.01, help="share of prices changing per poll")
     ap.add_argument("--database-url", default=None)
+    ap.add_argument("--phases", action="store_true", help="print the time per phase of the first three ingests")
     args = ap.parse_args()
+    phases = logging.getLogger("broker.store.ingest")
+    if args.phases:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("    phases: %(message)s"))
+        phases.addHandler(handler)
+        phases.setLevel(logging.DEBUG)
 
     tmp = tempfile.mkdtemp(prefix="broker-bench-")
     url = args.database_url or f"sqlite:///{tmp}/bench.db"
@@ -141,6 +151,7 @@ def main() -> None:
     print(f"prices changed / rows written:  {changed:,} / {written:,}  (ingest reported {reported:,})")
     took, _ = poll(2)
     print(f"re-ingest, nothing changed:     {took:6.2f} s  (rows written: {price_rows(engine) - rows0 - written})")
+    phases.setLevel(logging.NOTSET)
     times = []
     for i in range(3, args.polls + 1):
         mutate(offers, args.change, rng)

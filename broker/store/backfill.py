@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from broker.domain import OfferKey
+from broker.store.ingest import offer_key_hash
 from broker.store.models import Offer, PriceInterval, table
 
 OFFERS, PRICES = table(Offer), table(PriceInterval)
@@ -42,14 +43,10 @@ def load_history(engine: Engine, source: str, points: Iterable[tuple[OfferKey, d
         series[key][at] = price.quantize(Decimal("1e-8"))
     for key, by_time in series.items():
         with engine.begin() as conn:
+            # by the unique (source, key_hash): the key columns have no index of their own
             offer_id = conn.execute(
-                select(OFFERS.c.id).where(
-                    OFFERS.c.source == source, OFFERS.c.provider == key.provider, OFFERS.c.region == key.region,
-                    OFFERS.c.zone == key.zone, OFFERS.c.instance_type == key.instance_type,
-                    OFFERS.c.purchase == key.purchase, OFFERS.c.term == key.term, OFFERS.c.payment == key.payment,
-                    OFFERS.c.plan == key.plan,
-                )
-            ).scalar_one_or_none()  # fmt: skip
+                select(OFFERS.c.id).where(OFFERS.c.source == source, OFFERS.c.key_hash == offer_key_hash(key))
+            ).scalar_one_or_none()
             if offer_id is None:
                 result.unknown_offers += 1
                 result.unknown_keys.add(key)

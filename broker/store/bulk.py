@@ -7,15 +7,23 @@ caller's transaction, and convert values the same way the column types would.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import Connection
 
 SQLITE_DT = "%Y-%m-%d %H:%M:%S.%f"  # the text form SQLAlchemy's SQLite DateTime reads and writes
+
+
+class Rows(Protocol):
+    """Rows to insert: a list, or rows of a known count made while COPY sends them."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Sequence[Any]]: ...
 
 
 class Dialect:
@@ -52,16 +60,16 @@ class Dialect:
     def boolean(self, value: bool) -> Any:
         return value if self.postgres else int(value)
 
-    def insert(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], pg_types: Sequence[str] = ()
-    ) -> None:
-        """Insert rows; ``pg_types`` (PostgreSQL type names per column) spares COPY a type lookup per value."""
+    def insert(self, table: str, columns: Sequence[str], rows: Rows, pg_types: Sequence[str] = ()) -> None:
+        """Insert rows. PostgreSQL: COPY; binary COPY when ``pg_types`` names each column's type (exactly the
+        column's own type, or one whose binary form it reads, as text for json): the server then parses no text."""
         if not rows:
             return
         cols = ", ".join(columns)
         if self.postgres:
             cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            binary = " (FORMAT BINARY)" if pg_types else ""
+            with cursor.copy(f"COPY {table} ({cols}) FROM STDIN{binary}") as copy:
                 if pg_types:
                     copy.set_types(list(pg_types))
                 for row in rows:
@@ -89,9 +97,14 @@ class Dialect:
             return []
         if self.postgres:
             cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            # One array value: 100k result rows cost the server more than the nextval calls. The sequence is looked
+            # up once (a plain subquery would be inlined, and pg_get_serial_sequence is then called per row).
             cursor.execute(
-                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,)
+                "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS seq) "
+                "SELECT array_agg(nextval(s.seq)) FROM s CROSS JOIN generate_series(1, %s)",
+                (table, n),
             )
-            return [int(r[0]) for r in cursor.fetchall()]
+            row = cursor.fetchone()  # an aggregate: always one row
+            return sorted(row[0]) if row else []  # ascending: inserts then land at the end of the indexes
         start = int(self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()) + 1
         return list(range(start, start + n))

@@ -14,21 +14,29 @@ write at all (a complete poll confirms every live offer of its source through ``
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import logging
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from broker.domain import Availability, Outcome, PriceObservation, Purchase, Snapshot, utcnow
+from broker.domain import Availability, OfferKey, Outcome, PriceObservation, Purchase, Snapshot, utcnow
 from broker.gpus import GpuCatalog
 from broker.store.bulk import Dialect
 from broker.store.models import PollRun, SourceState, table
+
+log = logging.getLogger(__name__)
 
 RUNS = table(PollRun)
 STATE = table(SourceState)
@@ -38,20 +46,22 @@ AVAILABILITIES = frozenset(a.value for a in Availability)
 ABSURD_FACTOR = Decimal(10)  # a price jumping more than 10x (or to a tenth) in one poll is a data fault
 PRICE_QUANTUM = Decimal("1e-8")  # the database keeps 8 decimals: compare what will be stored
 OFFER_COLUMNS = (
-    "id", "source", "provider", "region", "zone", "instance_type", "purchase", "term", "payment", "plan",
+    "id", "source", "provider", "region", "zone", "instance_type", "purchase", "term", "payment", "plan", "key_hash",
     "gpu_model", "gpu_known", "gpu_raw_name", "gpu_count", "gpu_memory_gb", "vcpus", "memory_gb", "attrs", "demo",
-    "meta_hash", "first_seen_at", "withdrawn_at",
+    "meta_hash", "first_seen_at",
 )  # fmt: skip
 PRICE_COLUMNS = ("offer_id", "hourly_usd", "list_hourly_usd", "valid_from", "last_confirmed_at", "poll_run_id")
 AVAIL_COLUMNS = ("offer_id", "state", "quantity", "valid_from", "last_confirmed_at")
-# COPY types per column (text COPY: json travels as text and the server parses it)
-OFFER_PG_TYPES = ("int8", *["text"] * 10, "bool", "text", "int4", "float8", "float8", "float8", "text", "bool", "text",
-                  "timestamptz", "timestamptz")  # fmt: skip
+# COPY types per column (json travels as text: its binary form is the text itself)
+OFFER_PG_TYPES = ("int8", *["text"] * 9, "bytea", "text", "bool", "text", "int4", "float8", "float8", "float8", "text",
+                  "bool", "text", "timestamptz")  # fmt: skip
 PRICE_PG_TYPES = ("int8", "numeric", "numeric", "timestamptz", "timestamptz", "int8")
 AVAIL_PG_TYPES = ("int8", "text", "int4", "timestamptz", "timestamptz")
 
 Key = tuple[str, str, str, str, str, str, str, str]
+KEY_SEPARATORS = 7  # NULs in a joined Key: more means a part held one
 _ENCODE = msgspec.json.Encoder(order="sorted").encode  # stable bytes for the descriptive columns' digest
+_digest = hashlib.blake2b
 
 
 @dataclass(slots=True)
@@ -84,30 +94,27 @@ class IngestResult:
 class _Current(NamedTuple):
     """An offer of this source as stored, with its current price and availability rows (raw cursor values)."""
 
+    key_hash: bytes
     offer_id: int
-    provider: str
-    region: str
-    zone: str
-    instance_type: str
-    purchase: str
-    term: str
-    payment: str
-    plan: str
-    withdrawn_at: Any
+    live: Any  # not withdrawn (a bool on PostgreSQL, 0/1 on SQLite)
     meta_hash: str
     price_id: int | None
     price: Any
     list_price: Any
-    price_confirmed: Any
     avail_id: int | None
     avail_state: str | None
     avail_quantity: int | None
-    avail_confirmed: Any
 
 
-def _key(obs: PriceObservation) -> Key:
-    k = obs.key
-    return (k.provider, k.region, k.zone, k.instance_type, k.purchase, k.term, k.payment, k.plan)
+_LIVE = _Current._fields.index("live")
+_live = itemgetter(_LIVE)
+_KEY = attrgetter("provider", "region", "zone", "instance_type", "purchase", "term", "payment", "plan")
+
+
+def offer_key_hash(key: OfferKey) -> bytes:
+    """The digest that keys an offer within its source (``offers.key_hash``, unique with ``source``). NUL joins
+    the parts: no text column can hold one (ingest rejects such keys), so distinct keys never join alike."""
+    return _digest("\x00".join(_KEY(key)).encode(), digest_size=16).digest()
 
 
 def _reject_reason(obs: PriceObservation) -> str | None:
@@ -164,14 +171,14 @@ def _same_money(stored: Any, new: Decimal | None) -> bool:
     return float(stored) == float(new)  # SQLite hands back REAL/INTEGER
 
 
-def _load_current(conn: Connection, source: str) -> dict[Key, tuple[Any, ...]]:
-    """Raw rows in ``_Current``'s column order, keyed by offer key (a NamedTuple per row costs too much at 100k:
-    rows become ``_Current`` only where something changed)."""
+def _load_current(conn: Connection, source: str) -> dict[bytes, tuple[Any, ...]]:
+    """Raw rows in ``_Current``'s column order, keyed by key hash (a NamedTuple per row costs too much at 100k:
+    rows become ``_Current`` only where something changed). No timestamps: decoding two per row cost more than
+    the rest of the row, and a closing row's stamps are settled by the UPDATE that closes it."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(
-        "SELECT o.id, o.provider, o.region, o.zone, o.instance_type, o.purchase, o.term, o.payment, o.plan, "
-        "o.withdrawn_at, o.meta_hash, p.id, p.hourly_usd, p.list_hourly_usd, p.last_confirmed_at, "
-        "a.id, a.state, a.quantity, a.last_confirmed_at "
+        "SELECT o.key_hash, o.id, o.withdrawn_at IS NULL, o.meta_hash, p.id, p.hourly_usd, p.list_hourly_usd, "
+        "a.id, a.state, a.quantity "
         "FROM offers o "
         "LEFT JOIN price_intervals p ON p.offer_id = o.id AND p.valid_to IS NULL "
         "LEFT JOIN availability_intervals a ON a.offer_id = o.id AND a.valid_to IS NULL "
@@ -180,7 +187,15 @@ def _load_current(conn: Connection, source: str) -> dict[Key, tuple[Any, ...]]:
     )
     rows = cursor.fetchall()
     cursor.close()
-    return {r[1:9]: r for r in rows}  # the key columns, in Key order
+    return {r[0]: r for r in rows}
+
+
+def _load_apart(engine: Engine, source: str) -> dict[bytes, tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return _load_current(conn, source)
+
+
+_LOADER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest-load")  # idle threads cost nothing
 
 
 def record_failure(
@@ -199,29 +214,53 @@ def record_failure(
     return IngestResult(source=source, run_id=run_id, outcome=Outcome.FAILED, error=error, warnings=list(warnings))
 
 
+class _Clock:
+    """Time per phase of one ingest, logged at DEBUG level (``bench/ingest.py --phases`` shows it)."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{phase} {seconds * 1000:.0f} ms" for phase, seconds in self.phases.items())
+
+
 class _Writer:
     """Collects the changes one snapshot makes, then writes them in bulk."""
 
-    def __init__(self, db: Dialect, t: datetime, run_id: int, last_complete: datetime | None) -> None:
+    def __init__(
+        self, db: Dialect, snapshot: Snapshot, resolve: GpuResolver, run_id: int, last_complete: datetime | None
+    ) -> None:
+        t = snapshot.taken_at
         self.db = db
-        self.t = t
+        self.snapshot = snapshot
+        self.resolve = resolve
         self.t_db = db.dt(t)
         self.run_id = run_id
-        self.last_complete = last_complete
-        self.new_offers: list[tuple[Any, ...]] = []
+        # a closing row was last seen at its own stamp or at the source's last complete poll, whichever is later,
+        # but never after t (a complete poll after t cannot vouch for it)
+        floor = db.dt(last_complete) if last_complete is not None and last_complete <= t else None
+        if floor is None:
+            self.seen_sql = "CASE WHEN last_confirmed_at > ? THEN ? ELSE last_confirmed_at END"
+            self.seen_args: tuple[Any, ...] = (self.t_db, self.t_db)
+        else:
+            self.seen_sql = "CASE WHEN last_confirmed_at > ? OR last_confirmed_at < ? THEN ? ELSE last_confirmed_at END"
+            self.seen_args = (self.t_db, floor, floor)
+        # new offers: (key hash, key, observation, availability); their rows are made at flush, with their ids
+        self.new_offers: list[tuple[bytes, Key, PriceObservation, tuple[str, int | None]]] = []
         self.new_prices: list[tuple[Any, ...]] = []
         self.new_avail: list[tuple[Any, ...]] = []
-        self.close_prices: list[tuple[Any, ...]] = []
-        self.close_avail: list[tuple[Any, ...]] = []
+        self.close_prices: list[int] = []
+        self.close_avail: list[int] = []
         self.reopen: list[tuple[Any, ...]] = []
         self.meta: list[tuple[Any, ...]] = []
         self.confirm: list[tuple[Any, ...]] = []
         self.withdraw: list[tuple[Any, ...]] = []
-
-    def confirmed(self, raw: Any) -> Any:
-        """When a current row was last seen: its own stamp, or its source's last complete poll (never after t)."""
-        seen = [x for x in (self.db.read_dt(raw), self.last_complete) if x is not None and x <= self.t]
-        return self.db.dt(max(seen)) if seen else self.t_db
 
     def open_price(self, offer_id: int, obs: PriceObservation) -> None:
         db = self.db
@@ -233,30 +272,67 @@ class _Writer:
 
     def close(self, cur: _Current, *, price: bool, avail: bool) -> None:
         if price and cur.price_id is not None:
-            self.close_prices.append((self.t_db, self.confirmed(cur.price_confirmed), cur.price_id))
+            self.close_prices.append(cur.price_id)
         if avail and cur.avail_id is not None:
-            self.close_avail.append((self.t_db, self.confirmed(cur.avail_confirmed), cur.avail_id))
+            self.close_avail.append(cur.avail_id)
 
-    def flush(self) -> None:
-        db = self.db
+    def flush(self, clock: _Clock) -> None:
+        db, t = self.db, self.t_db
+        # In key-hash order, ids ascending: the rows of a first snapshot append to every index, the unique one on
+        # (source, key_hash) included, instead of landing all over them.
+        self.new_offers.sort(key=_first)
         ids = db.next_ids("offers", len(self.new_offers))
-        offers = [(offer_id, *row[1:]) for offer_id, row in zip(ids, self.new_offers, strict=True)]
-        db.insert("offers", OFFER_COLUMNS, offers, OFFER_PG_TYPES)
-        # rows queued for new offers carry their position in new_offers (negative) until ids exist
-        self.new_prices = [(ids[-r[0] - 1] if r[0] < 0 else r[0], *r[1:]) for r in self.new_prices]
-        self.new_avail = [(ids[-r[0] - 1] if r[0] < 0 else r[0], *r[1:]) for r in self.new_avail]
+        clock.lap("new ids")
+        db.insert("offers", OFFER_COLUMNS, _Rows(len(ids), self._offer_rows(ids)), OFFER_PG_TYPES)
+        clock.lap("insert offers")
         db.execute_many("UPDATE offers SET withdrawn_at = NULL WHERE id = ?", self.reopen)
         db.execute_many(
             "UPDATE offers SET gpu_model = ?, gpu_known = ?, gpu_raw_name = ?, gpu_count = ?, gpu_memory_gb = ?, "
             "vcpus = ?, memory_gb = ?, attrs = ?, demo = ?, meta_hash = ? WHERE id = ?",
             self.meta,
         )
-        for name, rows in (("price_intervals", self.close_prices), ("availability_intervals", self.close_avail)):
-            db.execute_many(f"UPDATE {name} SET valid_to = ?, last_confirmed_at = ? WHERE id = ?", rows)
+        for name, closing in (("price_intervals", self.close_prices), ("availability_intervals", self.close_avail)):
+            db.execute_many(
+                f"UPDATE {name} SET valid_to = ?, last_confirmed_at = {self.seen_sql} WHERE id = ?",
+                [(t, *self.seen_args, row_id) for row_id in closing],
+            )
+        clock.lap("update offers, close rows")
         db.insert("price_intervals", PRICE_COLUMNS, self.new_prices, PRICE_PG_TYPES)
+        clock.lap("insert prices")
         db.insert("availability_intervals", AVAIL_COLUMNS, self.new_avail, AVAIL_PG_TYPES)
+        clock.lap("insert availability")
         db.execute_many("UPDATE price_intervals SET last_confirmed_at = ? WHERE id = ?", self.confirm)
         db.execute_many("UPDATE offers SET withdrawn_at = ? WHERE id = ?", self.withdraw)
+        clock.lap("confirm, withdraw")
+
+    def _offer_rows(self, ids: list[int]) -> Iterator[tuple[Any, ...]]:
+        """The new offers' rows, made as COPY sends them (the server inserts the first ones while these are made),
+        queueing each one's first price and availability rows."""
+        snap, db, t = self.snapshot, self.db, self.t_db
+        for offer_id, (key_hash, key, obs, avail) in zip(ids, self.new_offers, strict=True):
+            gpu_model, gpu_known = self.resolve(snap.naming, obs.gpu_name, obs.gpu_memory_gb, key[3])
+            digest = _meta_hash(obs, gpu_model, gpu_known, snap.demo)
+            yield (offer_id, snap.source, *key, key_hash, *_meta(obs, gpu_model, gpu_known, snap.demo, digest, db), t)
+            self.open_price(offer_id, obs)
+            self.open_avail(offer_id, avail)
+
+
+class _Rows:
+    """Rows of a known count, made while they are written."""
+
+    def __init__(self, count: int, rows: Iterator[tuple[Any, ...]]) -> None:
+        self.count = count
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self.rows
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 def _meta_hash(obs: PriceObservation, gpu_model: str, gpu_known: bool, demo: bool) -> str:
@@ -280,28 +356,64 @@ def apply_snapshot(
     max_withdraw_share: float = 0.30,
     started_at: datetime | None = None,
 ) -> IngestResult:
+    with _gc_paused():
+        return _apply(engine, snapshot, catalog, max_withdraw_share=max_withdraw_share, started_at=started_at)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Cyclic garbage collection off while a snapshot applies. Its 100k-row working set holds no cycles, but the
+    allocations trigger full collections that walk every live object again and again: up to a third of a first
+    ingest. Reference counting still frees everything; the previous state is restored (a nested or concurrent
+    ingest that found it off leaves it to the one that turned it off)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _apply(
+    engine: Engine,
+    snapshot: Snapshot,
+    catalog: GpuCatalog | GpuResolver,
+    *,
+    max_withdraw_share: float = 0.30,
+    started_at: datetime | None = None,
+) -> IngestResult:
     resolve = catalog if isinstance(catalog, GpuResolver) else GpuResolver(catalog)
     started_at = started_at or utcnow()
     t = snapshot.taken_at
     if t.tzinfo is None:
         raise ValueError("snapshot.taken_at must be timezone-aware UTC")
+    clock = _Clock()
+    # PostgreSQL reads the stored state on a second connection while Python validates the snapshot
+    loading = _LOADER.submit(_load_apart, engine, snapshot.source) if engine.dialect.name == "postgresql" else None
     rejected: Counter[str] = Counter(snapshot.rejected)
-    listed: set[Key] = set()  # every key the source listed, valid or not: a rejected row is not a withdrawal
+    listed: set[bytes] = set()  # every key the source listed, valid or not: a rejected row is not a withdrawal
 
-    valid: dict[Key, PriceObservation] = {}
+    valid: dict[bytes, tuple[Key, PriceObservation]] = {}
     for obs in snapshot.observations:
-        key = _key(obs)
-        listed.add(key)
+        key: Key = _KEY(obs.key)
+        joined = "\x00".join(key)
+        key_hash = _digest(joined.encode(), digest_size=16).digest()  # offer_key_hash, inlined: 100k calls
+        listed.add(key_hash)
         reason = _reject_reason(obs)
-        if reason is None and key in valid:
-            reason = "duplicate offer in snapshot"
+        if reason is None:
+            if joined.count("\x00") != KEY_SEPARATORS:
+                reason = "NUL character in the offer key"
+            elif key_hash in valid:
+                reason = "duplicate offer in snapshot"
         if reason is not None:
             rejected[reason] += 1
             continue
         obs.hourly_usd = obs.hourly_usd.quantize(PRICE_QUANTUM)
         if obs.list_hourly_usd is not None:
             obs.list_hourly_usd = obs.list_hourly_usd.quantize(PRICE_QUANTUM)
-        valid[key] = obs
+        valid[key_hash] = (key, obs)
+    clock.lap("validate")
 
     with engine.begin() as conn:
         db = Dialect(conn)
@@ -315,24 +427,21 @@ def apply_snapshot(
             },
         ).scalar_one()  # fmt: skip
         state = conn.execute(select(STATE.c.last_complete_at).where(STATE.c.source == snapshot.source)).first()
-        w = _Writer(db, t, run_id, state[0] if state else None)
-        current = _load_current(conn, snapshot.source)
+        w = _Writer(db, snapshot, resolve, run_id, state[0] if state else None)
+        clock.lap("begin")
+        current = loading.result() if loading is not None else _load_current(conn, snapshot.source)
+        clock.lap("load current")
         changed = 0
 
-        for key, obs in valid.items():
+        for key_hash, (key, obs) in valid.items():
+            avail = (str(obs.availability), obs.available_quantity)
+            cur = current.get(key_hash)
+            if cur is None:
+                w.new_offers.append((key_hash, key, obs, avail))
+                continue
             gpu_model, gpu_known = resolve(snapshot.naming, obs.gpu_name, obs.gpu_memory_gb, key[3])
             digest = _meta_hash(obs, gpu_model, gpu_known, snapshot.demo)
-            avail = (str(obs.availability), obs.available_quantity)
-            cur = current.get(key)
-            if cur is None:
-                ref = -len(w.new_offers) - 1  # resolved to the new offer's id at flush
-                meta = _meta(obs, gpu_model, gpu_known, snapshot.demo, digest, db)
-                w.new_offers.append((None, snapshot.source, *key, *meta, w.t_db, None))
-                w.open_price(ref, obs)
-                w.open_avail(ref, avail)
-                continue
-            (offer_id, *_, withdrawn_at, meta_hash, price_id, price, list_price, _, avail_id, state, quantity, _) = cur
-            live = withdrawn_at is None
+            (_, offer_id, live, meta_hash, price_id, price, list_price, avail_id, state, quantity) = cur
             new_price = obs.hourly_usd
             # SQLite hands back REAL/INTEGER, PostgreSQL a Decimal
             same = (
@@ -364,9 +473,8 @@ def apply_snapshot(
         warnings = list(snapshot.warnings)
         gone: list[_Current] = []
         if snapshot.complete:
-            withdrawn_col = _Current._fields.index("withdrawn_at")
-            gone = [_Current._make(c) for k, c in current.items() if c[withdrawn_col] is None and k not in listed]
-            live_count = sum(1 for c in current.values() if c[withdrawn_col] is None)
+            gone = [_Current._make(c) for k in current.keys() - listed if (c := current[k])[_LIVE]]
+            live_count = sum(map(_live, current.values()))
             if gone and len(gone) > max_withdraw_share * live_count:
                 outcome = Outcome.SUSPECT
                 warnings.append(
@@ -375,7 +483,8 @@ def apply_snapshot(
                 )
                 gone = []
         _withdraw(w, gone)
-        w.flush()
+        clock.lap("compare")
+        w.flush(clock)
 
         if snapshot.complete and outcome is Outcome.OK:
             _set_last_complete(conn, snapshot.source, t, run_id)
@@ -400,6 +509,9 @@ def apply_snapshot(
                 warnings=warnings,
             )
         )
+        clock.lap("finish run")
+    clock.lap("commit")
+    log.debug("ingest %s: %s", snapshot.source, clock)
     return result
 
 

@@ -22,7 +22,7 @@ def history(engine: Engine) -> list[tuple[object, ...]]:
             (r.valid_from, r.valid_to, Decimal(str(r.hourly_usd)))
             for r in conn.execute(
                 select(PriceInterval.valid_from, PriceInterval.valid_to, PriceInterval.hourly_usd)
-                .join(Offer)
+                .join(Offer, Offer.id == PriceInterval.offer_id)
                 .order_by(PriceInterval.valid_from)
             )
         ]

@@ -70,7 +70,7 @@ def test_changed_price_closes_old_row_and_opens_new(engine: Engine, catalog: Gpu
                 PriceInterval.valid_to,
                 PriceInterval.last_confirmed_at,
             )
-            .join(Offer)
+            .join(Offer, Offer.id == PriceInterval.offer_id)
             .where(Offer.instance_type == "a")
             .order_by(PriceInterval.valid_from)
         ).all()
