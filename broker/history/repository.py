@@ -289,12 +289,16 @@ def withdrawn_periods(
         ),
         params,
     ).all()
-    read = s.db.read_dt
+    return _periods(s, rows)
+
+
+def _periods(s: Sql, rows: Sequence[Any]) -> list[tuple[int, datetime, datetime | None]]:
+    """(offer id, withdrawn at, back at or None) from raw rows."""
     out: list[tuple[int, datetime, datetime | None]] = []
     for offer_id, gone, back in rows:
-        since = read(gone)
+        since = s.db.read_dt(gone)
         assert since is not None
-        out.append((int(offer_id), since, read(back)))
+        out.append((int(offer_id), since, s.db.read_dt(back)))
     return out
 
 
@@ -321,13 +325,7 @@ def recent_withdrawals(
         ),
         params,
     ).all()
-    read = s.db.read_dt
-    out: list[tuple[int, datetime, datetime | None]] = []
-    for offer_id, gone, back in rows:
-        since = read(gone)
-        assert since is not None
-        out.append((int(offer_id), since, read(back)))
-    return out
+    return _periods(s, rows)
 
 
 def _thresholds(thresholds: dict[str, int], params: dict[str, Any]) -> str:

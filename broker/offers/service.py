@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -10,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, Engine
 
 from broker.domain import ConfigError, utcnow
+from broker.gcpause import gc_paused
 from broker.gpus import GpuCatalog
 from broker.offers import repository
 from broker.offers.index import IndexedOffer, OfferIndex, _listing_order
@@ -41,15 +41,8 @@ class IndexHolder:
         self.loaded = False
 
     def refresh(self) -> OfferIndex:
-        # Hundreds of thousands of long-lived acyclic objects: the cycle collector would rescan them again and
-        # again while they are built (it doubled the rebuild time) and can free none of them.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():  # it doubled the rebuild time of 100k offers
             return self._refresh()
-        finally:
-            if collecting:
-                gc.enable()
 
     def _refresh(self) -> OfferIndex:
         with self._lock, self._engine.connect() as conn:

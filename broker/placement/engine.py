@@ -37,7 +37,6 @@ unused count given the commitment is taken to be idle.
 from __future__ import annotations
 
 import bisect
-import gc
 import heapq
 import itertools
 import math
@@ -48,6 +47,7 @@ from decimal import Decimal
 from typing import Any
 
 from broker.domain import COMMITTED_PURCHASES, Availability, Purchase
+from broker.gcpause import gc_paused
 from broker.gpus import GpuCatalog, GpuModel, UnknownGpu
 from broker.offers.index import IndexedOffer, OfferIndex
 from broker.placement.costmodel import HOURS_PER_MONTH, PlacementConfig, estimate_run, wall_factor_floor
@@ -223,15 +223,8 @@ def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _
     for idx, cat, conf, prep in _CACHE:
         if idx is index and cat is catalog and conf is cfg:
             return prep
-    # Hundreds of thousands of small acyclic objects: the cycle collector would rescan them over and over
-    # while they are built (half the preparation time), and can find nothing to free.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         prep = _prepare(index, catalog, cfg)
-    finally:
-        if collecting:
-            gc.enable()
     _CACHE.insert(0, (index, catalog, cfg, prep))
     del _CACHE[2:]  # the live index and the one being swapped in
     return prep

@@ -14,14 +14,12 @@ write at all (a complete poll confirms every live offer of its source through ``
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +30,7 @@ import msgspec
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from broker.domain import Availability, OfferKey, Outcome, PriceObservation, Purchase, Snapshot, utcnow
+from broker.gcpause import gc_paused
 from broker.gpus import GpuCatalog
 from broker.store.bulk import Dialect
 from broker.store.models import PollRun, SourceState, table
@@ -356,23 +355,8 @@ def apply_snapshot(
     max_withdraw_share: float = 0.30,
     started_at: datetime | None = None,
 ) -> IngestResult:
-    with _gc_paused():
+    with gc_paused():
         return _apply(engine, snapshot, catalog, max_withdraw_share=max_withdraw_share, started_at=started_at)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Cyclic garbage collection off while a snapshot applies. Its 100k-row working set holds no cycles, but the
-    allocations trigger full collections that walk every live object again and again: up to a third of a first
-    ingest. Reference counting still frees everything; the previous state is restored (a nested or concurrent
-    ingest that found it off leaves it to the one that turned it off)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _apply(
