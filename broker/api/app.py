@@ -29,7 +29,7 @@ from broker.exports.endpoints import ROUTES as export_routes
 from broker.health.endpoints import healthz, readyz
 from broker.history import rollup
 from broker.history.endpoints import ROUTES as history_routes
-from broker.observability.logging import RequestContextMiddleware, configure_logging
+from broker.observability.logging import RequestContextMiddleware, configure_service_logging
 from broker.observability.metrics import ROUTES as metric_routes
 from broker.offers.endpoints import list_offers
 from broker.placement.endpoints import ROUTES as placement_routes
@@ -179,7 +179,7 @@ def worker_app() -> Litestar:
     """One API process of ``broker serve --workers N`` (a uvicorn app factory). It serves only: the scheduled
     polls run in ``broker worker``, so that no API process stalls on a large ingest."""
     options = json.loads(os.environ.get(SERVE_OPTIONS_ENV) or "{}")
-    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
+    configure_service_logging()
     demo = bool(options.get("demo", False))
     runtime = serving_runtime(demo=demo, no_auth=bool(options.get("no_auth", False)))
     return create_app(runtime, schedule=False, demo=demo)

@@ -22,7 +22,7 @@ from broker.cli.common import (
     runtime,
 )
 from broker.domain import ConfigError, Purchase
-from broker.observability.logging import configure_logging
+from broker.observability.logging import configure_logging, configure_service_logging
 from broker.offers.schemas import OfferFilter, offer_out
 from broker.offers.service import select_offers
 from broker.polling.service import poll_source
@@ -280,7 +280,7 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_
     port = port or rt.settings.server.port
     if warning := check_auth_mode(host, rt.settings.server.auth):
         click.echo(warning, err=True)
-    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
+    configure_service_logging()
     if demo:
         _load_demo_history(rt)
         for cfg in rt.settings.sources.values():
@@ -362,7 +362,7 @@ def worker(demo: bool) -> None:
 
     rt = runtime(demo)
     require_schema(rt)
-    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
+    configure_service_logging()
     scheduler = PollScheduler(rt, demo=demo, refresh_index=False)
     scheduler.start()
     for name, reason in scheduler.skipped.items():

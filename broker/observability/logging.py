@@ -8,6 +8,7 @@ written while the request runs, writes one ``broker.access`` line per request an
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -92,8 +93,6 @@ def configure_logging(
     stream: IO[str] | None = None,
 ) -> logging.Handler:
     """Install (or replace) the broker's root handler; secrets found in ``env`` (default: os.environ) are redacted."""
-    import os
-
     root = logging.getLogger()
     for h in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(h)
@@ -108,6 +107,11 @@ def configure_logging(
     # one line per outbound provider call is noise at INFO (and demo replays would read like live calls)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return handler
+
+
+def configure_service_logging() -> logging.Handler:
+    """JSON lines at ``BROKER_LOG_LEVEL`` (default INFO): what the long-running commands (serve, worker) log."""
+    return configure_logging(os.environ.get("BROKER_LOG_LEVEL", "INFO").upper(), json_format=True)
 
 
 class RequestContextMiddleware(ASGIMiddleware):

@@ -347,19 +347,8 @@ def _meta(
             obs.memory_gb, db.json(obs.attrs), db.boolean(demo), digest)  # fmt: skip
 
 
+@gc_paused()
 def apply_snapshot(
-    engine: Engine,
-    snapshot: Snapshot,
-    catalog: GpuCatalog | GpuResolver,
-    *,
-    max_withdraw_share: float = 0.30,
-    started_at: datetime | None = None,
-) -> IngestResult:
-    with gc_paused():
-        return _apply(engine, snapshot, catalog, max_withdraw_share=max_withdraw_share, started_at=started_at)
-
-
-def _apply(
     engine: Engine,
     snapshot: Snapshot,
     catalog: GpuCatalog | GpuResolver,
