@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def place(job_file: Path, as_json: bool) -> None:
     try:
         job = parse_job(body)
         rt.index.refresh()
-        answer = decide(rt, job, DecisionLog(rt))
+        answer = json.loads(decide(rt, job, DecisionLog(rt)))
     except Problem as p:
         raise CliError(f"{job_file}: {_problem_line(p)}") from None
     if as_json:

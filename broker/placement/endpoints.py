@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import get, post
+from litestar import MediaType, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -36,8 +36,8 @@ def place_job(
     data: Annotated[PlaceRequest, Body(examples=[Example(summary="8 GPUs, H100 or A100-80GB", value=PLACE_EXAMPLE)])],
     runtime: RuntimeDep,
     state: State,
-) -> dict[str, Any]:
-    return decide(runtime, data, _log(state))
+) -> Response[bytes]:
+    return Response(decide(runtime, data, _log(state)), media_type=MediaType.JSON)
 
 
 @get(

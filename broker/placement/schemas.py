@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.domain import COMMITTED_PURCHASES, Availability, Purchase
@@ -214,7 +215,12 @@ class PlaceRequest(BaseModel):
         return self.workload is not Workload.INFERENCE
 
 
-class Breakdown(BaseModel):
+# The answer's models are msgspec Structs, not pydantic models: every field is computed by the engine (nothing to
+# validate), and building them and encoding them to JSON in C took a fifth of a decision's time under pydantic.
+# Decimal encodes as a string and datetime as RFC 3339, as the API has always written them.
+
+
+class Breakdown(msgspec.Struct, kw_only=True):
     """Parts of ``expected_cost_usd``; they sum to it exactly."""
 
     compute: Decimal  # failure-free run, checkpoint writes included
@@ -223,7 +229,7 @@ class Breakdown(BaseModel):
     checkpoint_storage: Decimal
 
 
-class Option(BaseModel):
+class Option(msgspec.Struct, kw_only=True):
     offer_id: int
     provider: str
     region: str
@@ -249,12 +255,12 @@ class Option(BaseModel):
     demo: bool = False
 
 
-class LaunchSpec(BaseModel):
+class LaunchSpec(msgspec.Struct, kw_only=True):
     skypilot_yaml: str
     kubernetes_job: dict[str, Any]
 
 
-class Decision(BaseModel):
+class Decision(msgspec.Struct, kw_only=True):
     choice: Option
     alternatives: list[Option]
     # Every offer in the index is in exactly one of: rejected (by reason, zeros included), feasible, not_examined.
@@ -265,7 +271,7 @@ class Decision(BaseModel):
     launch: LaunchSpec
 
 
-class PlaceAnswer(Decision):
+class PlaceAnswer(Decision, kw_only=True):
     """The ``POST /v1/place`` answer as the OpenAPI schema documents it: the decision, and the id to report runs of
     it against (``POST /v1/placements/{placement_id}/report``)."""
 

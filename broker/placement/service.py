@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from pydantic import ValidationError
 
 from broker.api.problems import Problem, invalid_request
@@ -25,7 +26,7 @@ from broker.gpus import UnknownGpu
 from broker.observability.metrics import observe_placement_latency, record_decision
 from broker.placement import repository
 from broker.placement.engine import Infeasible, place
-from broker.placement.schemas import PlaceRequest
+from broker.placement.schemas import PlaceAnswer, PlaceRequest
 from broker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,8 @@ def parse_job(body: Any) -> PlaceRequest:
         raise invalid_request(exc, "job") from None
 
 
-def decide(
-    runtime: Runtime, job: PlaceRequest, decisions: DecisionLog, *, now: datetime | None = None
-) -> dict[str, Any]:
-    """Decide over the current index and record; returns the answer. Raises ``Problem`` 400 or 409."""
+def decide(runtime: Runtime, job: PlaceRequest, decisions: DecisionLog, *, now: datetime | None = None) -> bytes:
+    """Decide over the current index and record; returns the answer as JSON. Raises ``Problem`` 400 or 409."""
     now = now or utcnow()
     began = time.perf_counter()
     try:
@@ -113,20 +112,19 @@ def decide(
         extensions = {"rejected": grouped, "not_examined": exc.not_examined}
         raise Problem(409, "No feasible option", str(exc), slug="no-feasible-option", extensions=extensions) from None
     observe_placement_latency(time.perf_counter() - began)
-    record_decision(decision.choice.provider, str(decision.choice.purchase))
-    placement_id = str(uuid.uuid4())
-    answer: dict[str, Any] = {
-        "placement_id": placement_id,
-        "created_at": now.isoformat(),
-        **decision.model_dump(mode="json"),
-    }
     choice = decision.choice
+    record_decision(choice.provider, str(choice.purchase))
+    placement_id = str(uuid.uuid4())
+    # encoded once: the same bytes are the HTTP answer and the stored decision (json columns write Raw verbatim)
+    answer = msgspec.json.encode(
+        PlaceAnswer(placement_id=placement_id, created_at=now, **msgspec.structs.asdict(decision))
+    )
     decisions.add(
         {
             "id": placement_id,
             "created_at": now,
-            "request": job.model_dump(mode="json"),
-            "decision": answer,
+            "request": msgspec.Raw(job.model_dump_json()),
+            "decision": msgspec.Raw(answer),
             "provider": choice.provider,
             "purchase": str(choice.purchase),
             "gpu_model": choice.gpu_model,
@@ -146,8 +144,13 @@ def stored(runtime: Runtime, decisions: DecisionLog, placement_id: str) -> dict[
         raise Problem(404, "Not found", f"no placement {placement_id!r}", slug="not-found")
     return {
         "placement_id": placement_id,
-        "created_at": row["created_at"].isoformat(),
-        "request": row["request"],
-        "decision": row["decision"],
+        "created_at": row["created_at"],
+        "request": _json(row["request"]),
+        "decision": _json(row["decision"]),
         "labels": row["labels"],
     }
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: still encoded while the decision waits in the write-behind batch."""
+    return msgspec.json.decode(value) if isinstance(value, msgspec.Raw) else value

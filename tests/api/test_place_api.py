@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import yaml
@@ -95,3 +97,32 @@ def test_unknown_placement_is_404(client: TestClient) -> None:  # type: ignore[t
 def test_not_json_is_400(client: TestClient) -> None:  # type: ignore[type-arg]
     r = client.post("/v1/place", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400
+
+
+def test_stored_decision_is_the_answer_before_and_after_the_write(runtime: Runtime) -> None:
+    """The answer is encoded once and stored as is: GET /v1/placements/{id} returns the very answer, whether the
+    decision still waits in the write-behind batch or has been written."""
+    from broker.placement.service import DecisionLog, decide, parse_job, stored
+
+    apply_snapshot(
+        runtime.engine,
+        snap([obs("p4de.24xlarge", "40.97", gpu="A100-80GB", gpus=8)], at=utcnow() - timedelta(minutes=1)),
+        runtime.catalog,
+    )
+    runtime.index.refresh()
+    log = DecisionLog(runtime, every_s=3600)
+    log.start()  # a writer that will not flush on its own during the test: the decision stays pending
+    try:
+        answer = json.loads(decide(runtime, parse_job(JOB), log))
+        pending = stored(runtime, log, answer["placement_id"])
+        assert pending["decision"] == answer
+        assert pending["request"]["labels"] == JOB["labels"]
+        assert pending["request"]["checkpoint"]["interval_minutes"] == "auto"
+    finally:
+        log.stop()  # flushes
+    assert log.pending(answer["placement_id"]) is None
+    written = stored(runtime, log, answer["placement_id"])
+    assert written["decision"] == answer
+    assert written["request"] == pending["request"]
+    assert written["created_at"] == pending["created_at"]
+    assert answer["choice"]["expected_cost_usd"] == str(Decimal(answer["choice"]["expected_cost_usd"]))

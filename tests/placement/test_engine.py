@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
 from pydantic import ValidationError
 
@@ -212,7 +213,7 @@ def test_breakdown_sums_exactly(catalog: GpuCatalog, cfg: PlacementConfig) -> No
     assert b.compute + b.interruptions + b.egress + b.checkpoint_storage == o.expected_cost_usd
     assert min(b.compute, b.interruptions, b.egress, b.checkpoint_storage) > 0
     assert any("spot" in r for r in o.reasons)
-    assert o.model_dump(mode="json")["expected_cost_usd"] == str(o.expected_cost_usd)
+    assert msgspec.to_builtins(o)["expected_cost_usd"] == str(o.expected_cost_usd)
 
 
 def test_explicit_checkpoint_interval_is_used(catalog: GpuCatalog, cfg: PlacementConfig) -> None:
