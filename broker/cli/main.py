@@ -271,6 +271,7 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_
     import uvicorn
 
     from broker.api.app import SERVE_OPTIONS_ENV, create_app, serving_runtime
+    from broker.api.serving import ReusePortMultiprocess
 
     if workers > 1 and not no_schedule:
         raise CliError("--workers serves the API only: add --no-schedule and run the polls with `broker worker`")
@@ -299,7 +300,7 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[SERVE_OPTIONS_ENV] = json.dumps({"demo": demo, "no_auth": no_auth})
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             "broker.api.app:worker_app",
             factory=True,
             host=host,
@@ -308,6 +309,7 @@ def serve(host: str | None, port: int | None, demo: bool, no_schedule: bool, no_
             log_config=None,
             access_log=False,
         )
+        ReusePortMultiprocess(config).run()
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

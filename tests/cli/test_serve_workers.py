@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -60,6 +61,56 @@ def test_two_api_processes_answer_and_report_one_set_of_metrics(
             assert counted is not None and float(counted.group(1)) == sent, text[:2000]
             decisions = re.findall(r"^broker_decisions_total\{[^}]*\} (\S+)$", text, re.M)
             assert sum(float(v) for v in decisions) == sent
+    finally:
+        server.stop()
+
+
+def listening_sockets(port: int) -> int:
+    """Sockets in LISTEN state on ``port`` (IPv4), from the kernel's table."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for r in rows if r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A")
+
+
+def test_each_worker_listens_on_its_own_socket_also_after_a_restart(
+    runtime: Runtime, database_url: str, tmp_path: Path
+) -> None:
+    """SO_REUSEPORT: the kernel spreads connections over one socket per worker (a shared socket let one worker take
+    most of a connection burst). A worker that dies is replaced with a socket of its own, and the dead one's
+    socket stops taking connections."""
+    poll_source(runtime, file_source(tmp_path, [OFFER]))
+    config = write_config(tmp_path / "config", "")
+    server = BrokerServer(config, database_url, tmp_path / "serve.log", schedule=False, name="api", workers=2)
+
+    def api_processes() -> set[int]:  # not multiprocessing's resource tracker
+        out = set()
+        for pid in children(server.pid):
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.add(pid)
+            except OSError:  # gone meanwhile
+                pass
+        return out
+
+    def settled(workers: set[int]) -> bool:
+        now = api_processes()
+        return len(now) == 2 and not (now & workers) and listening_sockets(server.port) == 2
+
+    try:
+        server.wait_healthy()
+        deadline = time.monotonic() + 30
+        while not settled(set()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        first = api_processes()
+        assert len(first) == 2 and listening_sockets(server.port) == 2, server.log_tail()
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not settled({victim}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert settled({victim}), (api_processes(), listening_sockets(server.port), server.log_tail())
+        for _ in range(24):  # new connections each: every one lands on a live worker's socket
+            r = httpx.post(server.url + "/v1/place", json=JOB, timeout=10)
+            assert r.status_code == 200, r.text
     finally:
         server.stop()
 

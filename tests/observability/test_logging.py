@@ -12,7 +12,13 @@ from litestar import get
 from litestar.testing import TestClient
 
 from broker.auth import service
-from broker.observability.logging import JsonFormatter, RedactingFilter, configure_logging
+from broker.observability.logging import (
+    BackgroundHandler,
+    JsonFormatter,
+    RedactingFilter,
+    configure_logging,
+    request_id_var,
+)
 from broker.observability.redact import MASK, Redactor, secrets_in_env
 from broker.runtime import Runtime
 from tests.auth.app_helper import secured_app
@@ -152,3 +158,38 @@ def test_the_served_app_keeps_our_json_redacting_handler(runtime: Runtime, monke
     access = [e for e in out if e["logger"] == "broker.access" and e["path"] == "/healthz"]
     assert access and access[0]["status"] == 200 and access[0]["request_id"]
     assert [e["message"] for e in out if e["logger"] == "tests.served"] == [f"token {MASK}"]
+
+
+def test_background_writer_keeps_format_request_id_and_redaction() -> None:
+    """The service logs through a writer thread: what the caller knew (its request id, the message's arguments,
+    the traceback) must reach the line, and secrets must still be masked."""
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    handler = configure_logging(
+        logging.INFO, env={"LAMBDA_API_KEY": "lambda-secret-value-123"}, stream=stream, background=True
+    )
+    try:
+        assert isinstance(handler, BackgroundHandler)
+        token = request_id_var.set("req-42")
+        args = ["lambda-secret-value-123"]
+        try:
+            logging.getLogger("tests.bg").info("key %s", args[0], extra={"route": "/v1/place"})
+            try:
+                raise RuntimeError("boom lambda-secret-value-123")
+            except RuntimeError:
+                logging.getLogger("tests.bg").exception("failed")
+        finally:
+            request_id_var.reset(token)
+        args[0] = "changed"  # the line was fixed when it was logged
+        handler.flush()
+        out = [e for e in lines(stream) if e["logger"] == "tests.bg"]
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+    assert [e["message"] for e in out] == [f"key {MASK}", "failed"]
+    assert all(e["request_id"] == "req-42" for e in out)
+    assert out[0]["route"] == "/v1/place"
+    assert "RuntimeError: boom" in out[1]["exc"] and "lambda-secret-value-123" not in out[1]["exc"]
+    handler.flush()  # after close: returns at once
