@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -17,7 +18,7 @@ from broker.domain import utcnow
 from broker.gpus import GpuCatalog
 from broker.offers.index import IndexedOffer
 from broker.offers.pricing import apply_rules, discount_rules
-from broker.offers.repository import data_version
+from broker.offers.repository import confirmations_since, data_version
 from broker.offers.service import IndexHolder
 from broker.placement.costmodel import PlacementConfig
 from broker.placement.engine import warm
@@ -58,7 +59,13 @@ class Runtime:
             # a new poll or a new usage report (learned interruption rates) both change the index
             return (data_version(conn), usage_version(conn))
 
-        holder = IndexHolder(self.engine, max_age=max_age, transform=effective, version=version)
+        def freshen(conn: Connection, old: Any, new: Any) -> Mapping[str, datetime] | None:
+            # learned rates unchanged and only polls since: they may have just confirmed prices
+            if old[1] != new[1] or new[0] <= old[0]:
+                return None
+            return confirmations_since(conn, old[0], new[0])
+
+        holder = IndexHolder(self.engine, max_age=max_age, transform=effective, version=version, freshen=freshen)
         # placement precomputes per index; doing it at the swap keeps that cost off the first request
         holder.on_swap.append(lambda index: warm(index, self.catalog, self.placement_config))
         return holder

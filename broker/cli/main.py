@@ -182,7 +182,7 @@ def offers(
     )
     found = select_offers(index, rt.catalog, f)[:limit]
     if as_json:
-        print_json([offer_out(o) for o in found])
+        print_json([offer_out(o, index) for o in found])
         return
     if not found:
         click.echo("no offers match (run `broker poll` first, or widen the filters)")

@@ -141,7 +141,7 @@ class IndexCollector(Collector):
         newest: dict[str, float] = {}
         for o in index.offers:
             offers[o.source] += 1
-            stamp = o.last_confirmed_at.timestamp()
+            stamp = index.confirmed_at(o).timestamp()
             if stamp > newest.get(o.source, 0.0):
                 newest[o.source] = stamp
         count = GaugeMetricFamily("broker_offers", "Current offers in the index by source", labels=["source"])

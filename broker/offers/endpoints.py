@@ -37,7 +37,8 @@ def list_offers(
     f = OfferFilter(
         gpu=gpu, min_gpus=min_gpus, purchase=purchase, provider=provider, region=region, unknown_gpus=unknown_gpus
     )
-    offers = select_offers(runtime.index.current, runtime.catalog, f)
+    index = runtime.index.current
+    offers = select_offers(index, runtime.catalog, f)
     page = offers[offset : offset + limit]
     next_offset = offset + limit if offset + limit < len(offers) else None
     next_url = None
@@ -45,7 +46,7 @@ def list_offers(
         query = {k: v for k, v in request.query_params.items() if k != "offset"} | {"offset": str(next_offset)}
         next_url = str(request.url.with_replacements(query=urlencode(query)))
     return {
-        "items": [offer_out(o) for o in page],
+        "items": [offer_out(o, index) for o in page],
         "total": len(offers),
         "limit": limit,
         "offset": offset,

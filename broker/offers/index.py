@@ -2,12 +2,15 @@
 
 Rebuilt from the store after each ingest and swapped in whole (a single reference assignment), so no
 request ever sees half a poll. Floats here, exact decimals in the database: the index is for ranking.
+
+A poll that changed nothing but confirmed its prices does not rebuild it: the new index shares the offers and
+carries each source's newer confirmation time in ``confirmed`` (read an offer's through ``confirmed_at``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +49,17 @@ class OfferIndex:
     # the allowed price age per source (default: twice its poll interval); missing = no limit
     max_age: Mapping[str, timedelta] = field(default_factory=dict)
     by_gpu: Mapping[str, Sequence[IndexedOffer]] = field(default_factory=dict)
+    # per source: its latest complete poll, which confirmed every live offer of it (may be newer than the offers')
+    confirmed: Mapping[str, datetime] = field(default_factory=dict)
+
+    def confirmed_at(self, o: IndexedOffer) -> datetime:
+        """When a poll last saw this offer at this price."""
+        at = self.confirmed.get(o.source)
+        return at if at is not None and at > o.last_confirmed_at else o.last_confirmed_at
+
+    def freshened(self, confirmed: Mapping[str, datetime], at: datetime) -> OfferIndex:
+        """The same offers, confirmed again by polls that changed none of them."""
+        return replace(self, built_at=at, confirmed=dict(confirmed))
 
     @classmethod
     def build(

@@ -113,6 +113,22 @@ def load_current(conn: Connection) -> list[IndexedOffer]:
     return out
 
 
+def confirmations_since(conn: Connection, after_run: int, upto_run: int) -> dict[str, datetime] | None:
+    """When no poll recorded after ``after_run`` (up to ``upto_run``) changed an offer of the index, only
+    confirmed prices or failed: each source's latest complete poll, which confirms every live offer of it. None
+    when any of them changed offers, or predates the count of changes (the index must be reloaded)."""
+    runs = table(PollRun).c
+    changed = conn.execute(
+        select(func.coalesce(func.sum(func.coalesce(runs.offers_changed, 1)), 0)).where(
+            runs.id > after_run, runs.id <= upto_run
+        )
+    ).scalar_one()
+    if changed:
+        return None
+    rows = conn.execute(select(S.source, S.last_complete_at).where(S.last_complete_at.is_not(None)))
+    return {source: complete for source, complete in rows if complete is not None}
+
+
 def data_version(conn: Connection) -> int:
     """Changes whenever a poll is recorded: replicas compare it to know when to rebuild their index."""
     return int(conn.execute(select(func.coalesce(func.max(table(PollRun).c.id), 0))).scalar_one())

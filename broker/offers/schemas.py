@@ -7,14 +7,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.domain import Purchase
-from broker.offers.index import IndexedOffer
+from broker.offers.index import IndexedOffer, OfferIndex
 
 
 def _money(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
 
 
-def offer_out(o: IndexedOffer) -> dict[str, Any]:
+def offer_out(o: IndexedOffer, index: OfferIndex) -> dict[str, Any]:
     k = o.key
     return {
         "provider": k.provider,
@@ -35,7 +35,7 @@ def offer_out(o: IndexedOffer) -> dict[str, Any]:
         "gpu_hourly_usd": _money(o.gpu_hourly_usd),
         "list_hourly_usd": _money(o.list_hourly_usd),
         "observed_at": o.observed_at.isoformat(),
-        "last_confirmed_at": o.last_confirmed_at.isoformat(),
+        "last_confirmed_at": index.confirmed_at(o).isoformat(),
         "availability": o.availability.value,
         "available_quantity": o.available_quantity,
         "source": o.source,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
@@ -17,11 +17,18 @@ from broker.offers.schemas import OfferFilter
 
 OfferTransform = Callable[[Connection, list[IndexedOffer]], list[IndexedOffer]]
 Version = Callable[[Connection], object]
+# (connection, version loaded, version now) -> each source's confirmation time, or None: reload the index
+Freshen = Callable[[Connection, object, object], Mapping[str, datetime] | None]
 
 
 class IndexHolder:
     """Holds the current OfferIndex. ``refresh`` rebuilds it off to the side and swaps the reference, so readers
-    see either the old index or the new one, never a mix. Replicas call ``refresh_if_changed`` periodically."""
+    see either the old index or the new one, never a mix. Replicas call ``refresh_if_changed`` periodically.
+
+    When the polls recorded since the last load changed no offer (they confirmed prices, or failed), the index
+    is not reloaded: ``freshen`` tells each source's new confirmation time, and the new index shares the offers
+    (and the placement preparation made for them). A full rebuild still happens at least once per UTC day, as
+    dated price rules may change with the date."""
 
     def __init__(
         self,
@@ -29,6 +36,7 @@ class IndexHolder:
         max_age: Mapping[str, timedelta] | None = None,
         transform: OfferTransform | None = None,
         version: Version = repository.data_version,
+        freshen: Freshen | None = None,
     ) -> None:
         self._engine = engine
         self._max_age = dict(max_age or {})
@@ -36,9 +44,12 @@ class IndexHolder:
         self._lock = threading.Lock()
         self._version: object = None
         self._version_of = version
+        self._freshen = freshen if freshen is not None else _confirmations_since
+        self._loaded_on: date | None = None
         self.on_swap: list[Callable[[OfferIndex], None]] = []
         self.current = OfferIndex.build([], utcnow(), self._max_age)
         self.loaded = False
+        self.reloads = 0  # full rebuilds, for tests and the operators' curiosity
 
     @gc_paused()  # collections doubled the rebuild time of 100k offers
     def refresh(self) -> OfferIndex:
@@ -47,20 +58,39 @@ class IndexHolder:
             offers = repository.load_current(conn)
             if self._transform is not None:
                 offers = self._transform(conn, offers)
-            index = OfferIndex.build(offers, utcnow(), self._max_age)
-            for listener in self.on_swap:
-                listener(index)
-            self.current = index
-            self._version = version
-            self.loaded = True
+            now = utcnow()
+            self._swap(OfferIndex.build(offers, now, self._max_age), version)
+            self._loaded_on = now.date()
+            self.reloads += 1
             return self.current
 
     def refresh_if_changed(self) -> bool:
-        with self._engine.connect() as conn:
-            if self._version_of(conn) == self._version:
+        with self._lock, self._engine.connect() as conn:
+            version = self._version_of(conn)
+            if version == self._version:
                 return False
+            now = utcnow()
+            if self.loaded and self._loaded_on == now.date():
+                confirmed = self._freshen(conn, self._version, version)
+                if confirmed is not None:
+                    self._swap(self.current.freshened(confirmed, now), version)
+                    return True
         self.refresh()
         return True
+
+    def _swap(self, index: OfferIndex, version: object) -> None:
+        for listener in self.on_swap:
+            listener(index)
+        self.current = index
+        self._version = version
+        self.loaded = True
+
+
+def _confirmations_since(conn: Connection, old: object, new: object) -> Mapping[str, datetime] | None:
+    """For the default version (the latest poll run's id)."""
+    if isinstance(old, int) and isinstance(new, int) and new > old:
+        return repository.confirmations_since(conn, old, new)
+    return None
 
 
 def select_offers(index: OfferIndex, catalog: GpuCatalog, f: OfferFilter) -> list[IndexedOffer]:

@@ -220,8 +220,10 @@ def warm(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> None:
 
 
 def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _Prepared:
+    # by the offers, not the index: an index freshened by polls that changed no offer shares them, and the
+    # preparation with them (its newer confirmations are read per request, from the index)
     for idx, cat, conf, prep in _CACHE:
-        if idx is index and cat is catalog and conf is cfg:
+        if idx.offers is index.offers and idx.max_age is index.max_age and cat is catalog and conf is cfg:
             return prep
     with gc_paused():
         prep = _prepare(index, catalog, cfg)
@@ -405,6 +407,8 @@ class _Job:
     wait_h: float
     max_nodes: int
     now_ts: float
+    index: OfferIndex
+    confirmed_ts: Mapping[str, float]  # per source: confirmed by a poll after the offers were loaded
     req_max_age_s: float
     max_hourly: float
     max_total: float
@@ -447,7 +451,12 @@ def _work_hours(req: PlaceRequest, catalog: GpuCatalog, models: Sequence[GpuMode
 
 
 def _job(
-    req: PlaceRequest, catalog: GpuCatalog, cfg: PlacementConfig, models: Sequence[GpuModel], now: datetime
+    req: PlaceRequest,
+    catalog: GpuCatalog,
+    cfg: PlacementConfig,
+    models: Sequence[GpuModel],
+    now: datetime,
+    index: OfferIndex,
 ) -> _Job:
     ck, dflt, c = req.checkpoint, cfg.placement.checkpoint, req.constraints
     stateless = req.workload == "inference"  # serving loses no work on interruption: only the restart
@@ -465,6 +474,8 @@ def _job(
         wait_h=cfg.placement.interruption.spot_wait_minutes / 60.0,
         max_nodes=cfg.placement.limits.max_nodes,
         now_ts=now.timestamp(),
+        index=index,
+        confirmed_ts={source: at.timestamp() for source, at in index.confirmed.items()},
         req_max_age_s=c.max_price_age_minutes * 60.0 if c.max_price_age_minutes else math.inf,
         max_hourly=float(c.max_hourly_usd) if c.max_hourly_usd is not None else math.inf,
         max_total=float(c.max_total_usd) if c.max_total_usd is not None else math.inf,
@@ -620,7 +631,8 @@ def _evaluate(
         hourly, free = held
     else:
         hourly = nodes * o.hourly_usd
-    age = job.now_ts - p.confirmed_ts
+    confirmed = job.confirmed_ts.get(o.source, 0.0)
+    age = job.now_ts - (confirmed if confirmed > p.confirmed_ts else p.confirmed_ts)
     if age > job.req_max_age_s or age > p.max_age_s:
         return _STALE
     if o.available_quantity is not None and o.available_quantity < nodes:
@@ -949,7 +961,7 @@ def place(job: PlaceRequest, index: OfferIndex, catalog: GpuCatalog, cfg: Placem
     Raises ``Infeasible`` when nothing fits, ``UnknownGpu`` when a GPU named in the request is not in the catalog.
     """
     prep = _prepared(index, catalog, cfg)
-    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now)
+    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now, index)
     walk = _Walk(settings, prep, cfg)
     walk.seed(catalog)
     found = walk.run(job.alternatives + 1)
@@ -978,7 +990,7 @@ def evaluate_all(
 
     The reference that ``place`` is tested against (and an audit tool); slow on big indexes.
     """
-    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now)
+    settings = _job(job, catalog, cfg, _candidate_models(job, catalog), now, index)
     req = settings.req
     allowed = _allowed_models(req, catalog)
     found: list[_Ranked] = []
@@ -1039,7 +1051,7 @@ def _option(e: _Eval, job: _Job, now: datetime) -> Option:
         gpus_per_node=gpn,
         nodes=e.nodes,
         hourly_usd=hourly,
-        price_observed_at=o.last_confirmed_at,
+        price_observed_at=job.index.confirmed_at(o),
         availability=o.availability,
         work_hours=job.work_h[e.model.id],
         expected_hours=e.wall_h,
@@ -1083,7 +1095,7 @@ def _reasons(e: _Eval, job: _Job, now: datetime) -> list[str]:
         )
     elif req.data is not None and req.data.size_gb > 0:
         out.append(f"input data ({req.data.location}) moves free of charge here")
-    age_min = (now - o.last_confirmed_at) / timedelta(minutes=1)
+    age_min = (now - job.index.confirmed_at(o)) / timedelta(minutes=1)
     out.append(f"price confirmed {age_min:.0f} min ago by {o.source}")
     if o.availability is Availability.UNKNOWN:
         out.append("availability unknown: the provider does not publish capacity")

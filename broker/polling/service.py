@@ -135,6 +135,6 @@ def _poll(
         max_withdraw_share=runtime.settings.ingest.max_withdraw_share,
         started_at=started,
     )
-    if refresh_index:
-        runtime.index.refresh()
+    if refresh_index:  # a reload, or only newer confirmations when the poll changed no offer
+        runtime.index.refresh_if_changed()
     return result

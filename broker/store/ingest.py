@@ -207,7 +207,8 @@ def record_failure(
             {
                 "source": source, "started_at": started_at, "finished_at": utcnow(), "outcome": Outcome.FAILED.value,
                 "complete": False, "demo": demo, "offers_seen": 0, "offers_new": 0, "prices_changed": 0,
-                "offers_withdrawn": 0, "rejected": {}, "warnings": list(warnings), "error": error[:2000],
+                "offers_withdrawn": 0, "offers_changed": 0, "rejected": {}, "warnings": list(warnings),
+                "error": error[:2000],
             },
         ).scalar_one()  # fmt: skip
     return IngestResult(source=source, run_id=run_id, outcome=Outcome.FAILED, error=error, warnings=list(warnings))
@@ -260,6 +261,14 @@ class _Writer:
         self.meta: list[tuple[Any, ...]] = []
         self.confirm: list[tuple[Any, ...]] = []
         self.withdraw: list[tuple[Any, ...]] = []
+
+    def index_changes(self) -> int:
+        """An upper bound on the offers whose row in the offer index this write changes (0: none)."""
+        rows: tuple[list[Any], ...] = (
+            *(self.new_offers, self.new_prices, self.new_avail, self.close_prices, self.close_avail),
+            *(self.reopen, self.meta, self.confirm, self.withdraw),
+        )
+        return sum(len(r) for r in rows)
 
     def open_price(self, offer_id: int, obs: PriceObservation) -> None:
         db = self.db
@@ -457,6 +466,7 @@ def apply_snapshot(
                 gone = []
         _withdraw(w, gone)
         clock.lap("compare")
+        offers_changed = w.index_changes()
         w.flush(clock)
 
         if snapshot.complete and outcome is Outcome.OK:
@@ -478,6 +488,7 @@ def apply_snapshot(
                 offers_new=result.offers_new,
                 prices_changed=result.prices_changed,
                 offers_withdrawn=result.offers_withdrawn,
+                offers_changed=offers_changed,
                 rejected=dict(rejected),
                 warnings=warnings,
             )

@@ -176,6 +176,9 @@ class PollRun(Base):
     offers_new: Mapped[int] = mapped_column(Integer, default=0)
     prices_changed: Mapped[int] = mapped_column(Integer, default=0)
     offers_withdrawn: Mapped[int] = mapped_column(Integer, default=0)
+    # offers whose row in the offer index changed (listing, price, availability, own confirmation), an upper
+    # bound; 0: the poll only confirmed its prices, which replicas apply without reloading the index
+    offers_changed: Mapped[int | None] = mapped_column(Integer)
     rejected: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text)

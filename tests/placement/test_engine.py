@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from broker.domain import Availability
 from broker.gpus import GpuCatalog, UnknownGpu
-from broker.placement import Infeasible, PlacementConfig, place
+from broker.placement import Infeasible, PlacementConfig, evaluate_all, place
 from tests.placement.conftest import NOW, index, offer, request
 
 
@@ -267,3 +267,25 @@ def test_request_validation_names_each_bad_field() -> None:
         "constraints.colour",
     } <= where
     assert any(w.startswith("checkpoint.interval_minutes") for w in where)
+
+
+def test_a_source_confirmed_after_the_index_was_built_makes_its_offers_fresh(
+    catalog: GpuCatalog, cfg: PlacementConfig
+) -> None:
+    """An index freshened by polls that changed no offer: the newer confirmation decides staleness, and the
+    answer tells it, while the placement preparation of the offers is reused."""
+    cheap = offer(hourly=10.0, source="aws", age_minutes=200)  # stale on its own: the source allows 2 h
+    dear = offer("gcp", "us-central1", "a2-ultragpu-8g", hourly=30.0, source="gcp", age_minutes=5)
+    built = index(cheap, dear, max_age={"aws": timedelta(hours=2), "gcp": timedelta(hours=2)})
+    assert place(request(), built, catalog, cfg, NOW).choice.offer_id == dear.offer_id
+    confirmed = NOW - timedelta(minutes=3)
+    fresh = built.freshened({"aws": confirmed}, NOW)
+    assert fresh.offers is built.offers
+    answer = place(request(), fresh, catalog, cfg, NOW)
+    assert answer.choice.offer_id == cheap.offer_id
+    assert answer.choice.price_observed_at == confirmed
+    assert "price confirmed 3 min ago by aws" in answer.choice.reasons
+    assert [o.offer_id for o in evaluate_all(request(), fresh, catalog, cfg, NOW)][0] == cheap.offer_id
+    # a confirmation older than the offer's own changes nothing
+    older = built.freshened({"gcp": NOW - timedelta(hours=5)}, NOW)
+    assert place(request(), older, catalog, cfg, NOW).choice.price_observed_at == dear.last_confirmed_at
