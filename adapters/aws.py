@@ -77,7 +77,7 @@ def _chunks(values: list[str], size: int = CHUNK) -> Iterator[list[str]]:
 class AwsSource(Source):
     kind: ClassVar[str] = "aws"
     naming: ClassVar[str] = "aws"
-    specs: ClassVar[SpecCache] = SpecCache()  # GPU specs outlive a poll
+    shared_specs: ClassVar[SpecCache] = SpecCache()  # GPU specs outlive a poll
 
     def __init__(
         self, ctx: SourceContext, clients: ClientFactory | None = None, sleep: Callable[[float], None] = time.sleep
@@ -85,6 +85,8 @@ class AwsSource(Source):
         super().__init__(ctx)
         self._clients = clients
         self._sleep = sleep
+        # a demo poll replays the recorded calls in order, spec lookups included: it must not find them cached
+        self.specs = SpecCache() if ctx.demo else self.shared_specs
 
     # ---- credentials -------------------------------------------------------------------------------
     def missing_credentials(self) -> str | None:

@@ -221,7 +221,11 @@ class OwnServer:
             threading.Thread(target=self._rewrite_loop, daemon=True).start()
 
     def _write(self, version: int) -> None:
-        write_json_atomic(self.snap, bigsnap.snapshot_json(self.offers, version, taken_at=utcnow()))
+        doc = bigsnap.snapshot_json(self.offers, version)
+        # no taken_at: as from a live provider API, a poll sees the prices as of when it runs, so a poll that finds
+        # the file unchanged confirms its prices (the file's own time would age towards staleness between writes)
+        del doc["taken_at"]
+        write_json_atomic(self.snap, doc)
 
     def _rewrite_loop(self) -> None:
         version = 0

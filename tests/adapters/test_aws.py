@@ -35,9 +35,9 @@ def load(name: str) -> Any:
 
 @pytest.fixture(autouse=True)
 def _fresh_spec_cache() -> Iterator[None]:
-    AwsSource.specs.clear()
+    AwsSource.shared_specs.clear()
     yield
-    AwsSource.specs.clear()
+    AwsSource.shared_specs.clear()
 
 
 class Stubs:
@@ -432,7 +432,9 @@ def test_savings_rates_skip_dedicated_and_count_unknown() -> None:
 def test_demo_replays_recorded_pages() -> None:
     demo_ctx = SourceContext(name="aws", options={}, env={}, catalog=GpuCatalog([]), config_dir=Path("."), demo=True)
     snap = AwsSource(demo_ctx).fetch()
-    assert snap.demo and snap.complete
+    again = AwsSource(demo_ctx).fetch()  # the scheduler's polls after the first, in the same process
+    assert snap.demo and snap.complete and again.complete and not again.warnings
+    assert [(o.key, o.hourly_usd) for o in again.observations] == [(o.key, o.hourly_usd) for o in snap.observations]
     purchases = Counter(o.key.purchase for o in snap.observations)
     assert purchases["on_demand"] == 8 and purchases["spot"] == 19
     p5 = [o for o in snap.observations if o.key == OfferKey("aws", "us-east-1", "p5.48xlarge", "on_demand")]

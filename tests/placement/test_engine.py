@@ -285,7 +285,7 @@ def test_a_source_confirmed_after_the_index_was_built_makes_its_offers_fresh(
     assert answer.choice.offer_id == cheap.offer_id
     assert answer.choice.price_observed_at == confirmed
     assert "price confirmed 3 min ago by aws" in answer.choice.reasons
-    assert [o.offer_id for o in evaluate_all(request(), fresh, catalog, cfg, NOW)][0] == cheap.offer_id
+    assert evaluate_all(request(), fresh, catalog, cfg, NOW)[0].offer_id == cheap.offer_id
     # a confirmation older than the offer's own changes nothing
     older = built.freshened({"gcp": NOW - timedelta(hours=5)}, NOW)
     assert place(request(), older, catalog, cfg, NOW).choice.price_observed_at == dear.last_confirmed_at
