@@ -125,7 +125,11 @@ def confirmations_since(conn: Connection, after_run: int, upto_run: int) -> dict
     ).scalar_one()
     if changed:
         return None
-    rows = conn.execute(select(S.source, S.last_complete_at).where(S.last_complete_at.is_not(None)))
+    # a source whose latest complete poll came after ``upto_run`` (committed meanwhile) is left to the next refresh:
+    # that poll's changes were not checked above
+    rows = conn.execute(
+        select(S.source, S.last_complete_at).where(S.last_complete_at.is_not(None), S.last_run_id <= upto_run)
+    )
     return {source: complete for source, complete in rows if complete is not None}
 
 

@@ -123,3 +123,22 @@ def test_a_new_day_reloads_even_when_nothing_changed(
     monkeypatch.setattr("broker.offers.service.utcnow", lambda: tomorrow)
     assert runtime.index.refresh_if_changed()
     assert runtime.index.reloads == 2
+
+
+def test_a_poll_committed_after_the_version_was_read_is_left_to_the_next_refresh(
+    runtime: Runtime, loaded: SourceConfig
+) -> None:
+    """The refresher reads the version, then the confirmations: a poll that lands in between (here: one that
+    changed a price) must not lend its confirmation time to the old prices."""
+    from broker.offers import repository
+
+    with runtime.engine.connect() as conn:
+        version = repository.data_version(conn)
+    before = runtime.index.current
+    rewrite(loaded, [{**OFFER, "hourly_usd": "2.19"}])
+    poll(runtime, loaded)
+    with runtime.engine.connect() as conn:
+        assert repository.confirmations_since(conn, version, version) == {}
+        assert repository.confirmations_since(conn, version, version + 1) is None
+    assert runtime.index.refresh_if_changed()
+    assert runtime.index.reloads == 2 and runtime.index.current.offers is not before.offers
