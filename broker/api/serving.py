@@ -3,8 +3,8 @@
 uvicorn's supervisor hands every worker the same listening socket, and whichever worker wakes first accepts a whole
 burst of new connections: a client pool that connects at once ends up mostly on one worker (under load the two
 workers of a 2-core machine ran at 81% and 50% CPU). With ``SO_REUSEPORT`` each worker listens on a socket of its
-own and the kernel spreads connections over the sockets by their address hash. uvicorn's supervisor (health checks,
-restarts, signals) is kept; only the sockets it hands out differ.
+own and the kernel (Linux) spreads connections over the sockets by their address hash. uvicorn's supervisor
+(health checks, restarts, signals) is kept; only the sockets it hands out differ.
 """
 
 from __future__ import annotations
