@@ -11,8 +11,10 @@ of the prices changed and 5% of offers replaced, so every poll writes. The load 
 
 The load is open-loop (requests are due at a fixed rate whether or not earlier ones finished) over keep-alive
 HTTP/1.1 connections, and latency is measured from when a request was *due*, so a stalled server shows up in the
-percentiles instead of silently lowering the rate. Prints throughput, p50/p90/p99/max, errors, and the polls that
-ran during the load. Loopback only; the run is bounded by ``--duration`` (and a hard stop 30 s after it).
+percentiles instead of silently lowering the rate. Prints throughput, p50/p90/p99/max, errors, the polls that
+ran during the load, and per process (server, poller, generator) its share of a core and how long it waited for
+one (Linux schedstat: on a machine the generator shares, waiting for a core is where latency comes from). Loopback
+only; the run is bounded by ``--duration`` (and a hard stop 30 s after it).
 ``--separate-poller`` runs the polls in ``broker worker`` and the API with ``--no-schedule`` (the production
 layout); ``--workers N`` serves with ``broker serve --workers N`` (N API processes on the port).
 """
@@ -161,6 +163,47 @@ async def run_load(
 
     await asyncio.gather(*(worker() for _ in range(connections)))
     return stats, loop.time() - t0, total
+
+
+_ROLES = (("spawn_main", "API process"), ("resource_tracker", "multiprocessing tracker"),
+          (" worker", "broker worker"), (" serve", "broker serve"))  # fmt: skip
+
+
+def process_tree(pid: int) -> dict[int, str]:
+    """``pid`` and its descendants (Linux /proc), with a short name each."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        tree[p] = next((name for mark, name in _ROLES if mark in cmd), cmd[:60]) + f" [{p}]"
+        todo += [c for c, parent in parents.items() if parent == p]
+    return tree
+
+
+def cpu_times(pids: list[int]) -> dict[int, tuple[float, float]]:
+    """Per process: CPU seconds (threads that ended included), and seconds its live threads were runnable but
+    waiting for a CPU (a thread that ends takes its share along: an estimate)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        wait = 0
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                wait += int((task / "schedstat").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        out[pid] = ((int(fields[11]) + int(fields[12])) / tick, wait / 1e9)
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -327,11 +370,18 @@ def main() -> None:
         since = utcnow()
         print(f"load: {args.endpoint} at {args.rate:.0f}/s for {args.duration:.0f} s over {args.connections} "
               f"connections against {url}")  # fmt: skip
+        # who used the cores during the load: the server's processes and this generator (Linux only)
+        watched = {os.getpid(): "load generator"}
+        for proc in (own.proc, own.worker) if own is not None else ():
+            if proc is not None:
+                watched.update(process_tree(proc.pid))
+        before, started = cpu_times(list(watched)), time.monotonic()
         # uvloop (installed with uvicorn) keeps the generator's own share of the cores small, as wrk would
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             stats, elapsed, due = runner.run(
                 run_load(host, port, request, args.rate, args.duration, args.connections)
             )
+        after, wall = cpu_times(list(watched)), time.monotonic() - started
         done = len(stats.latencies)
         print(f"requests due {due}, answered {done} in {elapsed:.1f} s: {done / elapsed:.0f}/s")
         print(f"status {dict(sorted(stats.statuses.items()))}; errors {dict(stats.errors) or 0}")
@@ -343,6 +393,11 @@ def main() -> None:
             f"service time (ms):          p50 {pct(stats.service, 0.50):.1f}  p90 {pct(stats.service, 0.90):.1f}"
             f"  p99 {pct(stats.service, 0.99):.1f}  mean {statistics.fmean(stats.service or [0]) * 1000:.1f}"
         )
+        for pid, (run, wait) in after.items():
+            if pid in before and (used := run - before[pid][0]) > 0.01 * wall:
+                queued = max(wait - before[pid][1], 0.0)
+                print(f"  cpu {used / wall:6.1%} of a core, waited for one {queued / wall * 1000:5.0f} ms/s: "
+                      f"{watched[pid]}")  # fmt: skip
         if own is not None:
             polls = own.polls(since)
             print(f"polls during the load: {len(polls)}")
