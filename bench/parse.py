@@ -242,7 +242,7 @@ def main() -> None:
     print(f"AWS input: {len(REGIONS)} regions x {len(TYPES)} GPU types x (1 on-demand + {len(RESERVED)} reserved)")
 
     def aws() -> Any:
-        AwsSource.specs.clear()  # each run looks the GPU specs up again
+        AwsSource.shared_specs.clear()  # each run looks the GPU specs up again
         return AwsSource(aws_ctx, clients=fake, sleep=lambda s: None).fetch()
 
     measure("AWS", aws)
