@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load.py [--endpoint place|offers] [--rate 1000] [--duration 60] [--connections 64]
                                    [--offers 100000] [--database-url URL] [--url http://127.0.0.1:PORT]
-                                   [--poll-every 20] [--separate-poller] [--workers N]
+                                   [--poll-every 20] [--separate-poller] [--workers N] [--poller-nice N]
 
 Without ``--url`` it runs its own server: a temporary config with one ``file`` source of ``--offers`` offers,
 the database migrated and seeded with that universe, then ``broker serve`` with the scheduler on. The scheduler
@@ -16,7 +16,9 @@ ran during the load, and per process (server, poller, generator) its share of a 
 one (Linux schedstat: on a machine the generator shares, waiting for a core is where latency comes from). Loopback
 only; the run is bounded by ``--duration`` (and a hard stop 30 s after it).
 ``--separate-poller`` runs the polls in ``broker worker`` and the API with ``--no-schedule`` (the production
-layout); ``--workers N`` serves with ``broker serve --workers N`` (N API processes on the port).
+layout), at ``--poller-nice`` (default 10, as the README's one-machine layout runs it); ``--workers N`` serves with
+``broker serve --workers N`` (N API processes on the port). The file rewrites (the "provider") run in a process of
+their own at the lowest priority: a real provider's API would not share this machine's cores.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -35,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +70,7 @@ PLACE_BODY = {
 class Stats:
     latencies: list[float] = field(default_factory=list)  # from due time to response end (seconds)
     service: list[float] = field(default_factory=list)  # from send to response end
+    due: list[float] = field(default_factory=list)  # when each answered request was due (Unix time)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -125,6 +130,7 @@ async def run_load(
     next_ticket = 0
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.2
+    unix = time.time() - loop.time()  # loop clock -> wall clock, to line slow seconds up with polls
     hard_stop = t0 + duration + 30
 
     async def worker() -> None:
@@ -150,6 +156,7 @@ async def run_load(
                 end = loop.time()
                 stats.latencies.append(end - due)
                 stats.service.append(end - sent)
+                stats.due.append(due + unix)
                 stats.statuses[status] += 1
                 if status >= 400:
                     stats.errors[f"HTTP {status}"] += 1
@@ -213,6 +220,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def slow_seconds(stats: Stats, top: int = 5) -> list[str]:
+    """The seconds whose requests fared worst, in time order: lines stalls up with the polls listed below."""
+    by_second: dict[int, list[float]] = {}
+    for due, latency in zip(stats.due, stats.latencies, strict=True):
+        by_second.setdefault(int(due), []).append(latency)
+    worst = sorted(by_second, key=lambda s: pct(by_second[s], 0.99), reverse=True)[:top]
+    return [f"{time.strftime('%H:%M:%S', time.gmtime(s))} {pct(by_second[s], 0.99):.0f} ms" for s in sorted(worst)]
+
+
+def write_snapshot(path: Path, offers: int, version: int) -> None:
+    doc = bigsnap.snapshot_json(offers, version)
+    # no taken_at: as from a live provider API, a poll sees the prices as of when it runs, so a poll that finds
+    # the file unchanged confirms its prices (the file's own time would age towards staleness between writes)
+    del doc["taken_at"]
+    write_json_atomic(path, doc)
+
+
 class OwnServer:
     """A `broker serve` with one big file source, polled at start and every ``poll_every`` seconds."""
 
@@ -232,6 +256,7 @@ class OwnServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.workers = int(args.workers)
+        self.poller_nice = int(args.poller_nice)
         self.polling = args.poll_every > 0
         self.separate_poller = bool(args.separate_poller) or self.workers > 1 or not self.polling
         self.log: Any = None
@@ -245,7 +270,7 @@ class OwnServer:
         apply_snapshot(engine, snap, GpuCatalog.load(self.config.parent / "gpus.toml"))
         engine.dispose()
         print(f"seeded {self.offers} offers in {time.monotonic() - started:.1f} s ({self.database_url})")
-        self._write(1)
+        write_snapshot(self.snap, self.offers, 1)
         env = {**os.environ, "BROKER_CONFIG": str(self.config), "BROKER_DATABASE_URL": self.database_url,
                "BROKER_DATA_DIR": str(self.dir)}  # fmt: skip
         broker = [sys.executable, "-c", "from broker.cli.main import main; main()"]
@@ -257,24 +282,22 @@ class OwnServer:
         self.log = (self.dir / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         if self.separate_poller and self.polling:
-            self.worker = subprocess.Popen([*broker, "worker"], cwd=ROOT, env=env, stdout=self.log,
-                                           stderr=subprocess.STDOUT)  # fmt: skip
+            self.worker = subprocess.Popen([*broker, "worker", "--nice", str(self.poller_nice)], cwd=ROOT, env=env,
+                                           stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
         self._wait_healthy()
         if self.polling:
             threading.Thread(target=self._rewrite_loop, daemon=True).start()
 
-    def _write(self, version: int) -> None:
-        doc = bigsnap.snapshot_json(self.offers, version)
-        # no taken_at: as from a live provider API, a poll sees the prices as of when it runs, so a poll that finds
-        # the file unchanged confirms its prices (the file's own time would age towards staleness between writes)
-        del doc["taken_at"]
-        write_json_atomic(self.snap, doc)
-
     def _rewrite_loop(self) -> None:
-        version = 0
-        while not self._stop.wait(self._poll_every * 0.8):
-            self._write(version)
-            version = 1 - version
+        # the "provider" builds its 23 MB answers in a process of its own: in this one, it would stall the load
+        # generator's event loop, and the stall would count as server latency
+        # at the lowest priority: a real provider's API is not on this machine, so let it take only what is left
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn, initializer=os.nice, initargs=(19,)) as provider:
+            version = 0
+            while not self._stop.wait(self._poll_every * 0.8):
+                provider.submit(write_snapshot, self.snap, self.offers, version).result()
+                version = 1 - version
 
     def _wait_healthy(self) -> None:
         import httpx
@@ -349,6 +372,14 @@ def main() -> None:
     ap.add_argument(
         "--workers", type=int, default=1, help="own server: API processes (serve --workers; implies --separate-poller)"
     )
+    ap.add_argument(
+        "--poller-nice",
+        type=int,
+        choices=range(20),
+        default=10,
+        metavar="N",
+        help="own server: `broker worker --nice N` (the README's one-machine layout; 0 to compete with the API)",
+    )
     ap.add_argument("--api-key", default=os.environ.get("BROKER_API_KEY"), help="sent as a Bearer token")
     args = ap.parse_args()
     if not (0 < args.rate <= 20_000 and 0 < args.duration <= 600 and 0 < args.connections <= 512):
@@ -393,6 +424,9 @@ def main() -> None:
             f"service time (ms):          p50 {pct(stats.service, 0.50):.1f}  p90 {pct(stats.service, 0.90):.1f}"
             f"  p99 {pct(stats.service, 0.99):.1f}  mean {statistics.fmean(stats.service or [0]) * 1000:.1f}"
         )
+        slowest = slow_seconds(stats)
+        if slowest:
+            print("slowest seconds (p99 of the requests due in each): " + ", ".join(slowest))
         for pid, (run, wait) in after.items():
             if pid in before and (used := run - before[pid][0]) > 0.01 * wall:
                 queued = max(wait - before[pid][1], 0.0)

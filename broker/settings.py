@@ -47,6 +47,9 @@ class ServerSection(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     index_refresh_seconds: float = Field(default=5, gt=0)
+    # the largest share of the time an API process gives its bulk background work while it serves: the index
+    # rebuild after a poll, the decision log catching up after the database was away (1: no pacing)
+    background_share: float = Field(default=0.25, gt=0, le=1)
     rate_limit_per_second: float = Field(default=50, ge=0)  # per API key (per client address with auth off)
     rate_limit_burst: int = Field(default=100, ge=1)
 

@@ -26,12 +26,14 @@ from broker.auth.endpoints import ROUTES as key_routes
 from broker.auth.guards import api_key_guard
 from broker.domain import utcnow
 from broker.exports.endpoints import ROUTES as export_routes
+from broker.gcpause import gc_paused
 from broker.health.endpoints import healthz, readyz
 from broker.history import rollup
 from broker.history.endpoints import ROUTES as history_routes
 from broker.observability.logging import RequestContextMiddleware, configure_service_logging
 from broker.observability.metrics import ROUTES as metric_routes
 from broker.offers.endpoints import list_offers
+from broker.pacing import paced
 from broker.placement.endpoints import ROUTES as placement_routes
 from broker.placement.service import DecisionLog
 from broker.polling.scheduler import PollScheduler
@@ -47,11 +49,13 @@ REBUILD_SWITCH_INTERVAL_S = 0.0005
 
 
 class IndexRefresher:
-    """Rebuilds the offer index when another process (a poll, another replica) recorded a poll."""
+    """Rebuilds the offer index when another process (a poll, another replica) recorded a poll, paced to at most
+    ``share`` of the time so that the requests served meanwhile keep the interpreter (broker.pacing)."""
 
-    def __init__(self, runtime: Runtime, every_s: float) -> None:
+    def __init__(self, runtime: Runtime, every_s: float, share: float = 1.0) -> None:
         self.runtime = runtime
         self.every_s = every_s
+        self.share = share
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="index-refresher", daemon=True)
 
@@ -68,8 +72,11 @@ class IndexRefresher:
             interval = sys.getswitchinterval()
             sys.setswitchinterval(min(interval, REBUILD_SWITCH_INTERVAL_S))
             try:
-                if self.runtime.index.refresh_if_changed():
-                    gc.freeze()  # the new index is long-lived: keep the collector from rescanning it per request
+                # the collector stays off until the new index is frozen: switched on before, its first pass would
+                # walk all of it in one go (a stall of 100+ ms) and free nothing
+                with gc_paused(), paced(self.share):
+                    if self.runtime.index.refresh_if_changed():
+                        gc.freeze()  # long-lived: keep the collector from rescanning it per request
             except Exception as exc:  # the database may be away for a while: keep serving the last index
                 log.warning("offer index refresh failed: %s", exc)
             finally:
@@ -99,7 +106,7 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
             gc.freeze()
         except Exception as exc:
             log.warning("offer index not loaded at start: %s", exc)
-        refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds)
+        refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds, settings.server.background_share)
         refresher.start()
         # bring the daily history summaries up to date off the request path (a first build can take a while)
         rollups = threading.Thread(target=_refresh_rollups, args=(runtime,), name="history-rollup", daemon=True)

@@ -353,8 +353,16 @@ def backfill_aws_spot(days: float, source_name: str, demo: bool) -> None:
 
 @cli.command()
 @click.option("--demo", is_flag=True, help="poll the recorded demo payloads instead of the live APIs")
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=0,
+    show_default=True,
+    help="lower this process's CPU priority by N (Unix nice): beside the API on one machine, polls then use "
+    "the cores the requests leave",
+)
 @one_line_errors
-def worker(demo: bool) -> None:
+def worker(demo: bool, nice: int) -> None:
     """Run only the scheduled polls (no HTTP API): pair it with `broker serve --no-schedule` replicas so
     large ingests never compete with requests in one process."""
     import signal
@@ -362,6 +370,10 @@ def worker(demo: bool) -> None:
 
     from broker.polling.scheduler import PollScheduler
 
+    if nice:
+        if not hasattr(os, "nice"):
+            raise CliError("--nice needs a Unix system")
+        os.nice(nice)
     rt = runtime(demo)
     require_schema(rt)
     configure_service_logging()

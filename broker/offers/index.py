@@ -9,12 +9,14 @@ carries each source's newer confirmation time in ``confirmed`` (read an offer's 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from broker.domain import Availability, OfferKey
+from broker.pacing import active, pause_point
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +68,10 @@ class OfferIndex:
         cls, offers: Sequence[IndexedOffer], built_at: datetime, max_age: Mapping[str, timedelta] | None = None
     ) -> OfferIndex:
         # kept sorted by price per GPU-hour, so listings filter without sorting
-        offers = sorted(offers, key=_listing_order)
+        offers = _sorted_paced(offers) if active() else sorted(offers, key=_listing_order)
         by_gpu: dict[str, list[IndexedOffer]] = {}
         for o in offers:
+            pause_point()
             by_gpu.setdefault(o.gpu_model, []).append(o)
         return cls(
             offers=tuple(offers),
@@ -76,6 +79,25 @@ class OfferIndex:
             max_age=dict(max_age or {}),
             by_gpu={k: tuple(v) for k, v in by_gpu.items()},
         )
+
+
+_SORT_CHUNK = 4096
+
+
+def _sorted_paced(offers: Sequence[IndexedOffer]) -> list[IndexedOffer]:
+    """The same order as ``sorted(offers, key=_listing_order)``, made of short steps: one sort of 100k offers
+    holds the GIL for about 50 ms, chunks of 4k for about 1 ms each, and the merge is interruptible. Both are
+    stable (the merge breaks ties by chunk, and the chunks are in the input's order)."""
+    chunks: list[list[IndexedOffer]] = []
+    for start in range(0, len(offers), _SORT_CHUNK):
+        chunks.append(sorted(offers[start : start + _SORT_CHUNK], key=_listing_order))
+        pause_point()
+    out: list[IndexedOffer] = []
+    for n, o in enumerate(heapq.merge(*chunks, key=_listing_order)):
+        out.append(o)
+        if not n & 1023:
+            pause_point()
+    return out
 
 
 def _listing_order(o: IndexedOffer) -> tuple[float, float, str, str, str]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Select, and_, func, select
+from sqlalchemy import Connection, CursorResult, Select, and_, func, select
 
 from broker.domain import Availability, OfferKey
 from broker.offers.index import IndexedOffer
+from broker.pacing import pause_point
 from broker.store.bulk import Dialect
 from broker.store.models import AvailabilityInterval, Offer, PollRun, PriceInterval, SourceState, table
 
@@ -83,7 +85,7 @@ def load_current(conn: Connection) -> list[IndexedOffer]:
         offer_id, provider, region, zone, instance_type, purchase, term, payment, plan, source, gpu_model,
         gpu_known, gpu_count, gpu_memory_gb, vcpus, memory_gb, attrs, demo, hourly, list_hourly, valid_from,
         last_confirmed, last_complete, state, quantity,
-    ) in conn.exec_driver_sql(sql).fetchall():  # fmt: skip
+    ) in _paced_rows(conn.exec_driver_sql(sql)):  # fmt: skip
         confirmed = read_dt(last_confirmed)
         if last_complete is not None and (complete := read_dt(last_complete)) > confirmed:
             confirmed = complete
@@ -111,6 +113,13 @@ def load_current(conn: Connection) -> list[IndexedOffer]:
             )
         )
     return out
+
+
+def _paced_rows(result: CursorResult[Any]) -> Iterator[Sequence[Any]]:
+    # in slices, with a pause point between them: a refresher thread shares its process with the requests
+    while rows := result.fetchmany(512):
+        yield from rows
+        pause_point()
 
 
 def confirmations_since(conn: Connection, after_run: int, upto_run: int) -> dict[str, datetime] | None:

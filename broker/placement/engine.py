@@ -50,6 +50,7 @@ from broker.domain import COMMITTED_PURCHASES, Availability, Purchase
 from broker.gcpause import gc_paused
 from broker.gpus import GpuCatalog, GpuModel, UnknownGpu
 from broker.offers.index import IndexedOffer, OfferIndex
+from broker.pacing import pause_point, release
 from broker.placement.costmodel import HOURS_PER_MONTH, PlacementConfig, estimate_run, wall_factor_floor
 from broker.placement.launch import launch_spec
 from broker.placement.schemas import (
@@ -222,14 +223,35 @@ def warm(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> None:
 def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _Prepared:
     # by the offers, not the index: an index freshened by polls that changed no offer shares them, and the
     # preparation with them (its newer confirmations are read per request, from the index)
-    for idx, cat, conf, prep in _CACHE:
-        if idx.offers is index.offers and idx.max_age is index.max_age and cat is catalog and conf is cfg:
-            return prep
+    cached = next(
+        (
+            prep
+            for idx, cat, conf, prep in _CACHE
+            if idx.offers is index.offers and idx.max_age is index.max_age and cat is catalog and conf is cfg
+        ),
+        None,
+    )
+    if cached is not None:
+        return cached
     with gc_paused():
-        prep = _prepare(index, catalog, cfg)
-    _CACHE.insert(0, (index, catalog, cfg, prep))
-    del _CACHE[2:]  # the live index and the one being swapped in
-    return prep
+        prepared = _prepare(index, catalog, cfg)
+    _CACHE.insert(0, (index, catalog, cfg, prepared))
+    # keep the live index and the one being swapped in; free the older one in slices (broker.pacing.release).
+    # Nothing here may still refer to it (a loop variable would): its containers would then go at return, whole.
+    evicted = [part for old_index, _, _, old_prep in _CACHE[2:] for part in _parts(old_index, old_prep)]
+    del _CACHE[2:]
+    release(evicted)
+    return prepared
+
+
+def _parts(index: OfferIndex, prep: _Prepared) -> Iterator[object]:
+    """The per-offer objects of an index and its preparation: the bulk of what freeing them frees."""
+    for model in prep.models.values():
+        for arch in model.arches.values():
+            buckets = [b for g in arch.groups for st in g.live for b in st.whole.buckets]
+            for bucket in (*buckets, *arch.committed):
+                yield from bucket.offers
+    yield from index.offers
 
 
 def offer_arch(offer: IndexedOffer, model: GpuModel, cfg: PlacementConfig) -> str:
@@ -290,6 +312,7 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _P
     for model_key, offers in index.by_gpu.items():
         model = catalog.get(model_key)
         for o in offers:
+            pause_point()
             if model is None or not o.gpu_known or o.gpu_count <= 0:
                 unplaceable += 1
                 continue
@@ -313,6 +336,7 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _P
     countries: dict[tuple[str, str], str | None] = {}
     per_arch: dict[tuple[str, str], dict[tuple[int, int, int], list[_Bucket]]] = {}
     for (model_id, arch, kind, avail, rclass, provider, region, gpn, purchase, held), preps in keyed.items():
+        pause_point()
         if len(preps) > 1:  # most buckets hold one offer
             preps.sort(key=lambda p: (p.gpu_hourly, p.offer.offer_id))
         rk = (provider, region)

@@ -24,12 +24,16 @@ from broker.api.problems import Problem, invalid_request
 from broker.domain import utcnow
 from broker.gpus import UnknownGpu
 from broker.observability.metrics import observe_placement_latency, record_decision
+from broker.pacing import paced, pause_point
 from broker.placement import repository
 from broker.placement.engine import Infeasible, place
 from broker.placement.schemas import PlaceAnswer, PlaceRequest
 from broker.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+FLUSH_SLICE = 100
 
 
 class DecisionLog:
@@ -66,18 +70,24 @@ class DecisionLog:
     def flush(self) -> None:
         with self._lock:
             batch = list(self._pending.values())
-        if not batch:
-            return
-        with self.runtime.engine.begin() as conn:
-            repository.save_many(conn, batch)
-        with self._lock:
-            for row in batch:
-                self._pending.pop(row["id"], None)
+        # a slice per transaction, with a pause point between (broker.pacing): after the database was away or
+        # locked by a long ingest, thousands of decisions wait, and one insert of them all would hold the GIL
+        # for a long time in a serving process
+        for start in range(0, len(batch), FLUSH_SLICE):
+            rows = batch[start : start + FLUSH_SLICE]
+            with self.runtime.engine.begin() as conn:
+                repository.save_many(conn, rows)
+            with self._lock:
+                for row in rows:
+                    self._pending.pop(row["id"], None)
+            pause_point()
 
     def _loop(self) -> None:
+        share = self.runtime.settings.server.background_share
         while not self._stop.wait(self.every_s):
             try:
-                self.flush()
+                with paced(share):
+                    self.flush()
             except Exception as exc:  # the database may be away: keep the batch and retry
                 log.warning("could not store placement decisions yet: %s", exc)
 

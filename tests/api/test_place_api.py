@@ -126,3 +126,49 @@ def test_stored_decision_is_the_answer_before_and_after_the_write(runtime: Runti
     assert written["request"] == pending["request"]
     assert written["created_at"] == pending["created_at"]
     assert answer["choice"]["expected_cost_usd"] == str(Decimal(answer["choice"]["expected_cost_usd"]))
+
+
+def test_a_backlog_of_decisions_is_written_in_slices_and_a_failed_slice_stays_pending(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the database was away, the decision log catches up a slice per transaction: a slice that fails is
+    kept for the next try, the ones written before it are not written twice."""
+    from sqlalchemy import func, select
+
+    from broker.placement import repository
+    from broker.placement.service import FLUSH_SLICE, DecisionLog, decide, parse_job
+    from broker.store.models import Placement
+
+    apply_snapshot(
+        runtime.engine,
+        snap([obs("p4de.24xlarge", "40.97", gpu="A100-80GB", gpus=8)], at=utcnow() - timedelta(minutes=1)),
+        runtime.catalog,
+    )
+    runtime.index.refresh()
+    log = DecisionLog(runtime, every_s=3600)
+    log._thread = object()  # type: ignore[assignment]  # as if a writer ran: decisions wait in the batch
+    ids = [json.loads(decide(runtime, parse_job(JOB), log))["placement_id"] for _ in range(FLUSH_SLICE * 2 + 5)]
+
+    save_many = repository.save_many
+    calls = 0
+
+    def second_slice_fails(conn, rows):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("database went away")
+        save_many(conn, rows)
+
+    monkeypatch.setattr(repository, "save_many", second_slice_fails)
+    with pytest.raises(ConnectionError):
+        log.flush()
+
+    def stored() -> int:
+        with runtime.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(Placement)).scalar_one())
+
+    assert stored() == FLUSH_SLICE
+    assert sum(log.pending(i) is not None for i in ids) == FLUSH_SLICE + 5
+    log.flush()  # the third call on: the database is back
+    assert stored() == len(ids)
+    assert all(log.pending(i) is None for i in ids)

@@ -17,7 +17,7 @@ from tests.polling.test_polling import OFFER
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_worker_runs_the_scheduled_polls_and_stops_on_sigterm(
+def test_worker_runs_the_scheduled_polls_at_the_priority_asked_and_stops_on_sigterm(
     engine: Engine, database_url: str, tmp_path: Path
 ) -> None:
     snap = tmp_path / "snap.json"
@@ -28,7 +28,7 @@ def test_worker_runs_the_scheduled_polls_and_stops_on_sigterm(
     )
     env = {**os.environ, "BROKER_CONFIG": str(config), "BROKER_DATABASE_URL": database_url}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from broker.cli.main import main; main()", "worker"],
+        [sys.executable, "-c", "from broker.cli.main import main; main()", "worker", "--nice", "5"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -42,6 +42,18 @@ def test_worker_runs_the_scheduled_polls_and_stops_on_sigterm(
             with engine.connect() as conn:
                 outcomes = list(conn.execute(select(PollRun.outcome).where(PollRun.source == "files")).scalars())
         assert outcomes == ["ok"]
+        # at a lower CPU priority than whoever started it, as asked
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def test_worker_refuses_a_priority_outside_nice_range() -> None:
+    from click.testing import CliRunner
+
+    from broker.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["worker", "--nice", "25"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--nice'" in result.output

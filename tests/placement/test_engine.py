@@ -289,3 +289,22 @@ def test_a_source_confirmed_after_the_index_was_built_makes_its_offers_fresh(
     # a confirmation older than the offer's own changes nothing
     older = built.freshened({"gcp": NOW - timedelta(hours=5)}, NOW)
     assert place(request(), older, catalog, cfg, NOW).choice.price_observed_at == dear.last_confirmed_at
+
+
+def test_an_evicted_preparation_and_its_offers_are_freed(catalog: GpuCatalog, cfg: PlacementConfig) -> None:
+    """The engine keeps the preparations of two indexes (the live one and the one swapped in); an older one is
+    freed, in slices, with nothing left holding its offers."""
+    import sys
+
+    from broker.placement.engine import _CACHE, warm
+
+    first = [offer(hourly=10.0 + i) for i in range(50)]
+    mine = first[0]
+    warm(index(*first), catalog, cfg)
+    del first
+    held = sys.getrefcount(mine)
+    for _ in range(2):  # two newer indexes: the first one leaves the cache
+        warm(index(offer(hourly=9.0)), catalog, cfg)
+    assert len(_CACHE) == 2
+    assert sys.getrefcount(mine) == 2  # this test's own name, and getrefcount's argument
+    assert held > 2
