@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/load.py [--endpoint place|offers] [--rate 1000] [--duration 60] [--connections 64]
                                    [--offers 100000] [--database-url URL] [--url http://127.0.0.1:PORT]
-                                   [--poll-every 20] [--separate-poller] [--workers N] [--poller-nice N]
+                                   [--poll-every 20] [--separate-poller] [--workers N]
+                                   [--poller-priority background|normal]
 
 Without ``--url`` it runs its own server: a temporary config with one ``file`` source of ``--offers`` offers,
 the database migrated and seeded with that universe, then ``broker serve`` with the scheduler on. The scheduler
@@ -16,9 +17,9 @@ ran during the load, and per process (server, poller, generator) its share of a 
 one (Linux schedstat: on a machine the generator shares, waiting for a core is where latency comes from). Loopback
 only; the run is bounded by ``--duration`` (and a hard stop 30 s after it).
 ``--separate-poller`` runs the polls in ``broker worker`` and the API with ``--no-schedule`` (the production
-layout), at ``--poller-nice`` (default 10, as the README's one-machine layout runs it); ``--workers N`` serves with
+layout), by default with ``--background`` as the README's one-machine layout runs it; ``--workers N`` serves with
 ``broker serve --workers N`` (N API processes on the port). The file rewrites (the "provider") run in a process of
-their own at the lowest priority: a real provider's API would not share this machine's cores.
+their own on idle CPU time only: a real provider's API would not share this machine's cores.
 """
 
 from __future__ import annotations
@@ -229,6 +230,10 @@ def slow_seconds(stats: Stats, top: int = 5) -> list[str]:
     return [f"{time.strftime('%H:%M:%S', time.gmtime(s))} {pct(by_second[s], 0.99):.0f} ms" for s in sorted(worst)]
 
 
+def _idle_priority() -> None:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def write_snapshot(path: Path, offers: int, version: int) -> None:
     doc = bigsnap.snapshot_json(offers, version)
     # no taken_at: as from a live provider API, a poll sees the prices as of when it runs, so a poll that finds
@@ -256,7 +261,7 @@ class OwnServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.workers = int(args.workers)
-        self.poller_nice = int(args.poller_nice)
+        self.poller_background = args.poller_priority == "background"
         self.polling = args.poll_every > 0
         self.separate_poller = bool(args.separate_poller) or self.workers > 1 or not self.polling
         self.log: Any = None
@@ -282,8 +287,9 @@ class OwnServer:
         self.log = (self.dir / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         if self.separate_poller and self.polling:
-            self.worker = subprocess.Popen([*broker, "worker", "--nice", str(self.poller_nice)], cwd=ROOT, env=env,
-                                           stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
+            background = ["--background"] if self.poller_background else []
+            self.worker = subprocess.Popen([*broker, "worker", *background], cwd=ROOT, env=env, stdout=self.log,
+                                           stderr=subprocess.STDOUT)  # fmt: skip
         self._wait_healthy()
         if self.polling:
             threading.Thread(target=self._rewrite_loop, daemon=True).start()
@@ -291,9 +297,9 @@ class OwnServer:
     def _rewrite_loop(self) -> None:
         # the "provider" builds its 23 MB answers in a process of its own: in this one, it would stall the load
         # generator's event loop, and the stall would count as server latency
-        # at the lowest priority: a real provider's API is not on this machine, so let it take only what is left
+        # on idle CPU time only: a real provider's API is not on this machine, so let it take only what is left
         spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=spawn, initializer=os.nice, initargs=(19,)) as provider:
+        with ProcessPoolExecutor(1, mp_context=spawn, initializer=_idle_priority) as provider:
             version = 0
             while not self._stop.wait(self._poll_every * 0.8):
                 provider.submit(write_snapshot, self.snap, self.offers, version).result()
@@ -373,12 +379,10 @@ def main() -> None:
         "--workers", type=int, default=1, help="own server: API processes (serve --workers; implies --separate-poller)"
     )
     ap.add_argument(
-        "--poller-nice",
-        type=int,
-        choices=range(20),
-        default=10,
-        metavar="N",
-        help="own server: `broker worker --nice N` (the README's one-machine layout; 0 to compete with the API)",
+        "--poller-priority",
+        choices=["background", "normal"],
+        default="background",
+        help="own server: `broker worker --background` (the README's one-machine layout) or at the API's priority",
     )
     ap.add_argument("--api-key", default=os.environ.get("BROKER_API_KEY"), help="sent as a Bearer token")
     args = ap.parse_args()
