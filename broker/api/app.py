@@ -102,8 +102,9 @@ def create_app(runtime: Runtime | None = None, *, schedule: bool = False, demo: 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
-            runtime.index.refresh()
-            gc.freeze()
+            with gc_paused():  # frozen before the collector is back on (IndexRefresher._loop says why)
+                runtime.index.refresh()
+                gc.freeze()
         except Exception as exc:
             log.warning("offer index not loaded at start: %s", exc)
         refresher = IndexRefresher(runtime, settings.server.index_refresh_seconds, settings.server.background_share)

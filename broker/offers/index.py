@@ -65,19 +65,25 @@ class OfferIndex:
 
     @classmethod
     def build(
-        cls, offers: Sequence[IndexedOffer], built_at: datetime, max_age: Mapping[str, timedelta] | None = None
+        cls,
+        offers: Sequence[IndexedOffer],
+        built_at: datetime,
+        max_age: Mapping[str, timedelta] | None = None,
+        confirmed: Mapping[str, datetime] | None = None,
     ) -> OfferIndex:
         # kept sorted by price per GPU-hour, so listings filter without sorting
         offers = _sorted_paced(offers) if active() else sorted(offers, key=_listing_order)
         by_gpu: dict[str, list[IndexedOffer]] = {}
-        for o in offers:
-            pause_point()
+        for n, o in enumerate(offers):
+            if not n & 255:
+                pause_point()
             by_gpu.setdefault(o.gpu_model, []).append(o)
         return cls(
             offers=tuple(offers),
             built_at=built_at,
             max_age=dict(max_age or {}),
             by_gpu={k: tuple(v) for k, v in by_gpu.items()},
+            confirmed=dict(confirmed or {}),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +44,6 @@ def _current_offers() -> Select[Any]:
             P.list_hourly_usd,
             P.valid_from,
             P.last_confirmed_at,
-            S.last_complete_at,
             A.state,
             A.quantity,
         )
@@ -51,7 +51,6 @@ def _current_offers() -> Select[Any]:
             table(Offer)
             .join(table(PriceInterval), and_(P.offer_id == OC.id, P.valid_to.is_(None)))
             .outerjoin(table(AvailabilityInterval), and_(A.offer_id == OC.id, A.valid_to.is_(None)))
-            .outerjoin(table(SourceState), S.source == OC.source)
         )
         .where(OC.withdrawn_at.is_(None))
     )
@@ -60,11 +59,22 @@ def _current_offers() -> Select[Any]:
 _AVAILABILITY = {a.value: a for a in Availability}
 
 
-def load_current(conn: Connection) -> list[IndexedOffer]:
-    """Every live offer with its current price and availability.
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """Live offers as loaded, with each one's row: the next load reuses an offer whose row did not change."""
 
-    Read as raw driver rows and converted here: the index is rebuilt after every poll, on every replica, and
-    the ORM's per-column result processing was most of the rebuild's time at 100k offers."""
+    offers: list[IndexedOffer]
+    rows: dict[int, tuple[Sequence[Any], IndexedOffer]]  # offer id -> (its row as read, the offer made of it)
+
+
+def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
+    """Every live offer with its current price and availability, confirmed as of its own price row (each source's
+    latest complete poll confirms them further: ``source_confirmations``).
+
+    Read as raw driver rows and converted here: the index is rebuilt after every poll that changed offers, on
+    every replica, and the ORM's per-column result processing was most of the rebuild's time at 100k offers. An
+    offer whose row equals the one ``previous`` read is that same offer object: most of a poll's offers did not
+    change, and reusing them spares making them again here and preparing them again for placement."""
     sql = str(_current_offers().compile(dialect=conn.dialect))
     db = Dialect(conn)
     seen: dict[Any, datetime] = {}  # the offers of one poll share their timestamps: parse each once
@@ -79,47 +89,66 @@ def load_current(conn: Connection) -> list[IndexedOffer]:
 
     decode = msgspec.json.decode
     unknown = Availability.UNKNOWN
+    before = previous.rows if previous is not None else {}
+    rows: dict[int, tuple[Sequence[Any], IndexedOffer]] = {}
     out: list[IndexedOffer] = []
     append = out.append
-    for (
-        offer_id, provider, region, zone, instance_type, purchase, term, payment, plan, source, gpu_model,
-        gpu_known, gpu_count, gpu_memory_gb, vcpus, memory_gb, attrs, demo, hourly, list_hourly, valid_from,
-        last_confirmed, last_complete, state, quantity,
-    ) in _paced_rows(conn.exec_driver_sql(sql)):  # fmt: skip
-        confirmed = read_dt(last_confirmed)
-        if last_complete is not None and (complete := read_dt(last_complete)) > confirmed:
-            confirmed = complete
+    for row in _paced_rows(conn.exec_driver_sql(sql)):
+        old = before.get(row[0])
+        if old is not None and old[0] == row:
+            rows[row[0]] = old
+            append(old[1])
+            continue
+        (
+            offer_id, provider, region, zone, instance_type, purchase, term, payment, plan, source, gpu_model,
+            gpu_known, gpu_count, gpu_memory_gb, vcpus, memory_gb, attrs, demo, hourly, list_hourly, valid_from,
+            last_confirmed, state, quantity,
+        ) = row  # fmt: skip
         if isinstance(attrs, str | bytes):  # SQLite hands JSON over as text, psycopg already decoded
             attrs = decode(attrs)
-        append(
-            IndexedOffer(
-                offer_id,
-                OfferKey(provider, region, instance_type, purchase, zone, term, payment, plan),
-                source,
-                gpu_model,
-                bool(gpu_known),
-                gpu_count,
-                gpu_memory_gb,
-                vcpus,
-                memory_gb,
-                float(hourly),
-                float(list_hourly) if list_hourly is not None else None,
-                read_dt(valid_from),
-                confirmed,
-                _AVAILABILITY[state] if state else unknown,
-                quantity,
-                attrs or {},
-                bool(demo),
-            )
+        offer = IndexedOffer(
+            offer_id,
+            OfferKey(provider, region, instance_type, purchase, zone, term, payment, plan),
+            source,
+            gpu_model,
+            bool(gpu_known),
+            gpu_count,
+            gpu_memory_gb,
+            vcpus,
+            memory_gb,
+            float(hourly),
+            float(list_hourly) if list_hourly is not None else None,
+            read_dt(valid_from),
+            read_dt(last_confirmed),
+            _AVAILABILITY[state] if state else unknown,
+            quantity,
+            attrs or {},
+            bool(demo),
         )
-    return out
+        rows[offer_id] = (row, offer)
+        append(offer)
+    return Loaded(out, rows)
+
+
+def source_confirmations(conn: Connection) -> dict[str, datetime]:
+    """Each source's latest complete poll, which confirmed every live offer of it.
+
+    Read it before the offers: a poll that commits in between then makes offers newer than the confirmation
+    (they carry their own), never lends its confirmation to prices it did not see."""
+    rows = conn.execute(select(S.source, S.last_complete_at).where(S.last_complete_at.is_not(None)))
+    return {source: complete for source, complete in rows if complete is not None}
 
 
 def _paced_rows(result: CursorResult[Any]) -> Iterator[Sequence[Any]]:
-    # in slices, with a pause point between them: a refresher thread shares its process with the requests
-    while rows := result.fetchmany(512):
-        yield from rows
-        pause_point()
+    # The driver's own rows (plain tuples): they compare in C, where SQLAlchemy's rows compare in Python. In
+    # slices, with a pause point between them: a refresher thread shares its process with the requests.
+    cursor = result.cursor
+    try:
+        while rows := cursor.fetchmany(512):
+            yield from rows
+            pause_point()
+    finally:
+        result.close()
 
 
 def confirmations_since(conn: Connection, after_run: int, upto_run: int) -> dict[str, datetime] | None:

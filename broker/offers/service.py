@@ -46,6 +46,7 @@ class IndexHolder:
         self._version_of = version
         self._freshen = freshen if freshen is not None else _confirmations_since
         self._loaded_on: date | None = None
+        self._loaded: repository.Loaded | None = None  # the last load, whose unchanged offers the next one reuses
         self.on_swap: list[Callable[[OfferIndex], None]] = []
         self.current = OfferIndex.build([], utcnow(), self._max_age)
         self.loaded = False
@@ -55,11 +56,14 @@ class IndexHolder:
     def refresh(self) -> OfferIndex:
         with self._lock, self._engine.connect() as conn:
             version = self._version_of(conn)
-            offers = repository.load_current(conn)
+            confirmed = repository.source_confirmations(conn)  # before the offers (it says why)
+            loaded = repository.load_current(conn, self._loaded)
+            offers = loaded.offers
             if self._transform is not None:
                 offers = self._transform(conn, offers)
             now = utcnow()
-            self._swap(OfferIndex.build(offers, now, self._max_age), version)
+            self._swap(OfferIndex.build(offers, now, self._max_age, confirmed), version)
+            self._loaded = loaded
             self._loaded_on = now.date()
             self.reloads += 1
             return self.current

@@ -233,8 +233,13 @@ def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _
     )
     if cached is not None:
         return cached
+    # the offers a reload kept (broker.offers.repository.load_current reuses unchanged ones) keep their preparation
+    earlier = next(
+        (prep for idx, cat, conf, prep in _CACHE if cat is catalog and conf is cfg and idx.max_age == index.max_age),
+        None,
+    )
     with gc_paused():
-        prepared = _prepare(index, catalog, cfg)
+        prepared = _prepare(index, catalog, cfg, _per_offer(earlier, cfg) if earlier is not None else {})
     _CACHE.insert(0, (index, catalog, cfg, prepared))
     # keep the live index and the one being swapped in; free the older one in slices (broker.pacing.release).
     # Nothing here may still refer to it (a loop variable would): its containers would then go at return, whole.
@@ -244,14 +249,39 @@ def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _
     return prepared
 
 
+def _buckets(prep: _Prepared) -> Iterator[tuple[str, _Bucket]]:
+    """Every bucket a preparation keeps, with its arch (those of unavailable offers are only counted)."""
+    for model in prep.models.values():
+        for arch, ap in model.arches.items():
+            for group in ap.groups:
+                for stream in group.live:
+                    for bucket in stream.whole.buckets:
+                        yield arch, bucket
+            for bucket in ap.committed:
+                yield arch, bucket
+
+
 def _parts(index: OfferIndex, prep: _Prepared) -> Iterator[object]:
     """The per-offer objects of an index and its preparation: the bulk of what freeing them frees."""
-    for model in prep.models.values():
-        for arch in model.arches.values():
-            buckets = [b for g in arch.groups for st in g.live for b in st.whole.buckets]
-            for bucket in (*buckets, *arch.committed):
-                yield from bucket.offers
+    for _, bucket in _buckets(prep):
+        yield from bucket.offers
     yield from index.offers
+
+
+# id of an offer -> (its preparation, its bucket's key). By id, as offers are not hashable (their attrs are dicts):
+# a hit counts only when the preparation's offer is the very object (an id can be reused once its object is gone)
+_Reuse = dict[int, tuple[_Prep, "_BucketKey"]]
+
+
+def _per_offer(prep: _Prepared, cfg: PlacementConfig) -> _Reuse:
+    edges = (0.0, *_rate_edges(cfg))
+    out: _Reuse = {}
+    for arch, b in _buckets(prep):
+        rclass = bisect.bisect_right(edges, b.offers[0].node_rate) - 1 if b.kind == _SPOT else 0
+        key = (b.model.id, arch, b.kind, b.avail, rclass, b.provider, b.region, b.gpn, b.purchase, b.held_attr)
+        for p in b.offers:
+            out[id(p.offer)] = (p, key)
+    return out
 
 
 def offer_arch(offer: IndexedOffer, model: GpuModel, cfg: PlacementConfig) -> str:
@@ -304,34 +334,40 @@ def _rate_edges(cfg: PlacementConfig) -> tuple[float, ...]:
     return tuple(sorted(r for r in rates if r > 0))
 
 
-def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _Prepared:
+def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig, reuse: _Reuse) -> _Prepared:
     edges = (0.0, *_rate_edges(cfg))
     keyed: dict[_BucketKey, list[_Prep]] = {}
     models: dict[str, GpuModel] = {}
     unplaceable = 0
     for model_key, offers in index.by_gpu.items():
         model = catalog.get(model_key)
-        for o in offers:
-            pause_point()
+        for n, o in enumerate(offers):
+            if not n & 127:
+                pause_point()
             if model is None or not o.gpu_known or o.gpu_count <= 0:
                 unplaceable += 1
                 continue
             models[model.id] = model
-            kind = _kind(o.key.purchase)
-            p = _prep_offer(o, kind, index, cfg)
-            committed = kind == _COMMITTED
-            key = (
-                model.id,
-                offer_arch(o, model, cfg),
-                kind,
-                _AVAIL[o.availability],
-                bisect.bisect_right(edges, p.node_rate) - 1 if kind == _SPOT else 0,
-                o.key.provider,
-                o.key.region,
-                o.gpu_count,
-                o.key.purchase if committed else "",
-                committed and o.attrs.get("held_commitment") is True,
-            )
+            earlier = reuse.get(id(o))
+            if earlier is not None and earlier[0].offer is o:
+                p, key = earlier
+            else:
+                kind = _kind(o.key.purchase)
+                p = _prep_offer(o, kind, index, cfg)
+                committed = kind == _COMMITTED
+                # _per_offer rebuilds this key from a bucket: keep the two in step
+                key = (
+                    model.id,
+                    offer_arch(o, model, cfg),
+                    kind,
+                    _AVAIL[o.availability],
+                    bisect.bisect_right(edges, p.node_rate) - 1 if kind == _SPOT else 0,
+                    o.key.provider,
+                    o.key.region,
+                    o.gpu_count,
+                    o.key.purchase if committed else "",
+                    committed and o.attrs.get("held_commitment") is True,
+                )
             keyed.setdefault(key, []).append(p)
     countries: dict[tuple[str, str], str | None] = {}
     per_arch: dict[tuple[str, str], dict[tuple[int, int, int], list[_Bucket]]] = {}

@@ -308,3 +308,36 @@ def test_an_evicted_preparation_and_its_offers_are_freed(catalog: GpuCatalog, cf
     assert len(_CACHE) == 2
     assert sys.getrefcount(mine) == 2  # this test's own name, and getrefcount's argument
     assert held > 2
+
+
+def test_a_preparation_reusing_offers_is_the_one_made_afresh(catalog: GpuCatalog, cfg: PlacementConfig) -> None:
+    """After a reload that kept most offers, their preparation and bucket are taken from the previous one: the
+    result must be the preparation made from nothing, bucket for bucket."""
+    from broker.placement.engine import _buckets, _per_offer, _prepare
+
+    universe = [
+        offer("aws", "us-east-1", "p4d.24xlarge", "spot", hourly=9.0, attrs={"interruption_band": ">20%"}),
+        offer("aws", "us-east-1", "p4d.24xlarge", "spot", hourly=9.5, attrs={"interruption_band": "<5%"}),
+        offer("aws", "us-west-2", "p4d.24xlarge", "spot", hourly=8.0, availability=Availability.UNKNOWN),
+        offer("aws", "us-east-1", "p4d.24xlarge", "reserved", hourly=12.0, attrs={"held_commitment": True}),
+        offer("aws", "us-east-1", "p4d.24xlarge", "savings_plan", hourly=13.0),
+        offer("gcp", "europe-west4", "a2-ultragpu-8g", "on_demand", hourly=30.0),
+        offer("gcp", "europe-west4", "a2-ultragpu-1g", "on_demand", gpus=1, hourly=4.0),
+        offer("lambda", "us-east-1", "gpu_1x_gh200", gpu="GH200", gpus=1, hourly=3.2, attrs={"arch": "aarch64"}),
+        offer("azure", "eastus", "ND96amsr_A100_v4", "spot", hourly=7.0, availability=Availability.UNAVAILABLE),
+    ]
+    before = index(*universe)
+    after = index(*universe[1:], offer("aws", "us-east-1", "p4d.24xlarge", "spot", hourly=8.5))
+
+    def shape(prep):  # type: ignore[no-untyped-def]
+        return sorted(
+            (arch, b.model.id, b.kind, b.avail, b.provider, b.region, b.gpn, b.purchase, b.held_attr,
+             [(p.offer.offer_id, p.gpu_hourly, p.node_rate, p.rate_source) for p in b.offers])
+            for arch, b in _buckets(prep)
+        )  # fmt: skip
+
+    reused = _prepare(after, catalog, cfg, _per_offer(_prepare(before, catalog, cfg, {}), cfg))
+    afresh = _prepare(after, catalog, cfg, {})
+    assert shape(reused) == shape(afresh)
+    assert len(shape(afresh)) >= 7
+    assert (reused.unplaceable, reused.total) == (afresh.unplaceable, afresh.total)

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 from sqlalchemy import Engine, select
 
@@ -142,3 +143,55 @@ def test_a_poll_committed_after_the_version_was_read_is_left_to_the_next_refresh
         assert repository.confirmations_since(conn, version, version + 1) is None
     assert runtime.index.refresh_if_changed()
     assert runtime.index.reloads == 2 and runtime.index.current.offers is not before.offers
+
+
+def test_a_reload_reuses_the_offers_a_poll_left_alone_and_their_preparation(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """A poll that changes one price of three: the reload makes that offer anew and keeps the other two (the same
+    objects, with the same placement preparation), and placement answers as from a preparation made afresh."""
+    from broker.placement import place
+    from broker.placement.engine import _CACHE, _prepare, _prepared
+    from broker.placement.schemas import PlaceRequest
+
+    offers = [{**OFFER, "region": region} for region in ("us-east-1", "us-west-2", "eu-central-1")]
+    cfg = file_source(tmp_path, offers)
+    poll(runtime, cfg)
+    assert runtime.index.refresh_if_changed()
+    before = {o.key.region: o for o in runtime.index.current.offers}
+    rewrite(cfg, [{**offers[0], "hourly_usd": "1.99"}, *offers[1:]])
+    poll(runtime, cfg)
+    assert runtime.index.refresh_if_changed()
+    assert runtime.index.reloads == 2
+    index = runtime.index.current
+    after = {o.key.region: o for o in index.offers}
+    assert after["us-east-1"] is not before["us-east-1"] and after["us-east-1"].hourly_usd == 1.99
+    assert after["us-west-2"] is before["us-west-2"] and after["eu-central-1"] is before["eu-central-1"]
+    # each source's latest poll confirms its offers, reused or not
+    assert {index.confirmed_at(o) for o in index.offers} == {index.confirmed["files"]}
+
+    prep = _prepared(index, runtime.catalog, runtime.placement_config)
+    older = _CACHE[1][3]
+    preps = {p.offer.key.region: p for b in _buckets_of(prep) for p in b.offers}
+    kept = {p.offer.key.region: p for b in _buckets_of(older) for p in b.offers}
+    assert preps["us-west-2"] is kept["us-west-2"] and preps["us-east-1"] is not kept["us-east-1"]
+
+    work = {"hours": 2, "reference_gpu": "H100-PCIE"}
+    job = PlaceRequest.model_validate(
+        {"name": "j", "image": "i", "gpu": {"count": 1, "models": ["H100-PCIE"]}, "work": work, "alternatives": 5}
+    )
+    now = utcnow()
+    answer = place(job, index, runtime.catalog, runtime.placement_config, now)
+    _CACHE.insert(0, (index, runtime.catalog, runtime.placement_config, _prepare(index, runtime.catalog,
+                                                                           runtime.placement_config, {})))  # fmt: skip
+    afresh = place(job, index, runtime.catalog, runtime.placement_config, now)
+    assert answer.choice.region == "us-east-1"  # its new, lower price
+    assert sorted(o.region for o in answer.alternatives) == ["eu-central-1", "us-west-2"]
+    assert msgspec.json.encode(afresh.choice) == msgspec.json.encode(answer.choice)
+    assert msgspec.json.encode(afresh.alternatives) == msgspec.json.encode(answer.alternatives)
+
+
+def _buckets_of(prep):  # type: ignore[no-untyped-def]
+    from broker.placement.engine import _buckets
+
+    return [bucket for _, bucket in _buckets(prep)]

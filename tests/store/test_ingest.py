@@ -8,6 +8,7 @@ from sqlalchemy import Engine, func, select
 from broker.domain import Availability, Outcome
 from broker.gpus import GpuCatalog
 from broker.offers import repository
+from broker.offers.service import IndexHolder
 from broker.store import ingest
 from broker.store.ingest import apply_snapshot
 from broker.store.models import AvailabilityInterval, Offer, PollRun, PriceInterval
@@ -21,7 +22,7 @@ def count(engine: Engine, model: type) -> int:
 
 def current(engine: Engine) -> dict[str, Decimal]:
     with engine.connect() as conn:
-        return {o.key.instance_type: Decimal(str(o.hourly_usd)) for o in repository.load_current(conn)}
+        return {o.key.instance_type: Decimal(str(o.hourly_usd)) for o in repository.load_current(conn).offers}
 
 
 def test_first_snapshot_creates_offers_and_one_price_row_each(engine: Engine, catalog: GpuCatalog) -> None:
@@ -48,10 +49,10 @@ def test_unchanged_poll_moves_last_confirmed_only(engine: Engine, catalog: GpuCa
     apply_snapshot(engine, first, catalog)
     later = snap([obs()], minutes=30)
     apply_snapshot(engine, later, catalog)
-    with engine.connect() as conn:
-        (offer,) = repository.load_current(conn)
+    index = IndexHolder(engine).refresh()
+    (offer,) = index.offers
     assert offer.observed_at == first.taken_at
-    assert offer.last_confirmed_at == later.taken_at
+    assert index.confirmed_at(offer) == later.taken_at
     assert offer.observed_at.tzinfo is not None
 
 
@@ -163,7 +164,7 @@ def test_error_midway_leaves_previous_state_untouched(
 def test_unknown_gpu_is_stored_as_is_and_flagged(engine: Engine, catalog: GpuCatalog) -> None:
     apply_snapshot(engine, snap([obs("x1", "4", gpu="Quantum Flux 9000", gpus=1)]), catalog)
     with engine.connect() as conn:
-        (offer,) = repository.load_current(conn)
+        (offer,) = repository.load_current(conn).offers
     assert offer.gpu_model == "Quantum Flux 9000"
     assert offer.gpu_known is False
 
@@ -176,7 +177,7 @@ def test_availability_is_change_only(engine: Engine, catalog: GpuCatalog) -> Non
     assert count(engine, AvailabilityInterval) == 2
     assert count(engine, PriceInterval) == 1
     with engine.connect() as conn:
-        (offer,) = repository.load_current(conn)
+        (offer,) = repository.load_current(conn).offers
     assert offer.availability is Availability.UNAVAILABLE
 
 
