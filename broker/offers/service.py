@@ -14,6 +14,7 @@ from broker.gpus import GpuCatalog
 from broker.offers import repository
 from broker.offers.index import IndexedOffer, OfferIndex, _listing_order
 from broker.offers.schemas import OfferFilter
+from broker.pacing import release
 
 OfferTransform = Callable[[Connection, list[IndexedOffer]], list[IndexedOffer]]
 Version = Callable[[Connection], object]
@@ -63,7 +64,11 @@ class IndexHolder:
                 offers = self._transform(conn, offers)
             now = utcnow()
             self._swap(OfferIndex.build(offers, now, self._max_age, confirmed), version)
-            self._loaded = loaded
+            previous, self._loaded = self._loaded, loaded
+            if previous is not None:  # the rows of changed offers go with it: in slices (broker.pacing.release)
+                rows: list[object] = [*previous.rows.values()]
+                del previous
+                release(rows)
             self._loaded_on = now.date()
             self.reloads += 1
             return self.current

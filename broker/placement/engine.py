@@ -239,7 +239,7 @@ def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _
         None,
     )
     with gc_paused():
-        prepared = _prepare(index, catalog, cfg, _per_offer(earlier, cfg) if earlier is not None else {})
+        prepared = _prepare(index, catalog, cfg, _per_offer(earlier, cfg) if earlier is not None else _Reuse())
     _CACHE.insert(0, (index, catalog, cfg, prepared))
     # keep the live index and the one being swapped in; free the older one in slices (broker.pacing.release).
     # Nothing here may still refer to it (a loop variable would): its containers would then go at return, whole.
@@ -268,19 +268,28 @@ def _parts(index: OfferIndex, prep: _Prepared) -> Iterator[object]:
     yield from index.offers
 
 
-# id of an offer -> (its preparation, its bucket's key). By id, as offers are not hashable (their attrs are dicts):
-# a hit counts only when the preparation's offer is the very object (an id can be reused once its object is gone)
-_Reuse = dict[int, tuple[_Prep, "_BucketKey"]]
+_BucketKey = tuple[str, str, int, int, int, str, str, int, str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reuse:
+    """A previous preparation, per offer id: each offer's preparation and its bucket's key. Plain dicts of objects
+    that exist anyway (ids, preparations, one key per bucket), so that dropping them after use frees nothing
+    much. A hit counts only when the preparation's offer is the very object being prepared."""
+
+    preps: dict[int, _Prep] = field(default_factory=dict)
+    keys: dict[int, _BucketKey] = field(default_factory=dict)
 
 
 def _per_offer(prep: _Prepared, cfg: PlacementConfig) -> _Reuse:
     edges = (0.0, *_rate_edges(cfg))
-    out: _Reuse = {}
+    out = _Reuse()
     for arch, b in _buckets(prep):
         rclass = bisect.bisect_right(edges, b.offers[0].node_rate) - 1 if b.kind == _SPOT else 0
         key = (b.model.id, arch, b.kind, b.avail, rclass, b.provider, b.region, b.gpn, b.purchase, b.held_attr)
         for p in b.offers:
-            out[id(p.offer)] = (p, key)
+            out.preps[p.offer.offer_id] = p
+            out.keys[p.offer.offer_id] = key
     return out
 
 
@@ -325,9 +334,6 @@ def _prep_offer(o: IndexedOffer, kind: int, index: OfferIndex, cfg: PlacementCon
     )
 
 
-_BucketKey = tuple[str, str, int, int, int, str, str, int, str, bool]
-
-
 def _rate_edges(cfg: PlacementConfig) -> tuple[float, ...]:
     i = cfg.placement.interruption
     rates = {*i.bands.values(), *i.provider_rate_per_hour.values(), i.default_rate_per_hour}
@@ -348,9 +354,9 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig, reuse
                 unplaceable += 1
                 continue
             models[model.id] = model
-            earlier = reuse.get(id(o))
-            if earlier is not None and earlier[0].offer is o:
-                p, key = earlier
+            earlier = reuse.preps.get(o.offer_id)
+            if earlier is not None and earlier.offer is o:
+                p, key = earlier, reuse.keys[o.offer_id]
             else:
                 kind = _kind(o.key.purchase)
                 p = _prep_offer(o, kind, index, cfg)

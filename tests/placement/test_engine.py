@@ -313,7 +313,7 @@ def test_an_evicted_preparation_and_its_offers_are_freed(catalog: GpuCatalog, cf
 def test_a_preparation_reusing_offers_is_the_one_made_afresh(catalog: GpuCatalog, cfg: PlacementConfig) -> None:
     """After a reload that kept most offers, their preparation and bucket are taken from the previous one: the
     result must be the preparation made from nothing, bucket for bucket."""
-    from broker.placement.engine import _buckets, _per_offer, _prepare
+    from broker.placement.engine import _buckets, _per_offer, _prepare, _Reuse
 
     universe = [
         offer("aws", "us-east-1", "p4d.24xlarge", "spot", hourly=9.0, attrs={"interruption_band": ">20%"}),
@@ -336,8 +336,8 @@ def test_a_preparation_reusing_offers_is_the_one_made_afresh(catalog: GpuCatalog
             for arch, b in _buckets(prep)
         )  # fmt: skip
 
-    reused = _prepare(after, catalog, cfg, _per_offer(_prepare(before, catalog, cfg, {}), cfg))
-    afresh = _prepare(after, catalog, cfg, {})
+    reused = _prepare(after, catalog, cfg, _per_offer(_prepare(before, catalog, cfg, _Reuse()), cfg))
+    afresh = _prepare(after, catalog, cfg, _Reuse())
     assert shape(reused) == shape(afresh)
     assert len(shape(afresh)) >= 7
     assert (reused.unplaceable, reused.total) == (afresh.unplaceable, afresh.total)

@@ -151,7 +151,7 @@ def test_a_reload_reuses_the_offers_a_poll_left_alone_and_their_preparation(
     """A poll that changes one price of three: the reload makes that offer anew and keeps the other two (the same
     objects, with the same placement preparation), and placement answers as from a preparation made afresh."""
     from broker.placement import place
-    from broker.placement.engine import _CACHE, _prepare, _prepared
+    from broker.placement.engine import _CACHE, _prepare, _prepared, _Reuse
     from broker.placement.schemas import PlaceRequest
 
     offers = [{**OFFER, "region": region} for region in ("us-east-1", "us-west-2", "eu-central-1")]
@@ -182,8 +182,8 @@ def test_a_reload_reuses_the_offers_a_poll_left_alone_and_their_preparation(
     )
     now = utcnow()
     answer = place(job, index, runtime.catalog, runtime.placement_config, now)
-    _CACHE.insert(0, (index, runtime.catalog, runtime.placement_config, _prepare(index, runtime.catalog,
-                                                                           runtime.placement_config, {})))  # fmt: skip
+    made_afresh = _prepare(index, runtime.catalog, runtime.placement_config, _Reuse())
+    _CACHE.insert(0, (index, runtime.catalog, runtime.placement_config, made_afresh))
     afresh = place(job, index, runtime.catalog, runtime.placement_config, now)
     assert answer.choice.region == "us-east-1"  # its new, lower price
     assert sorted(o.region for o in answer.alternatives) == ["eu-central-1", "us-west-2"]
