@@ -99,17 +99,21 @@ def test_not_json_is_400(client: TestClient) -> None:  # type: ignore[type-arg]
     assert r.status_code == 400
 
 
-def test_stored_decision_is_the_answer_before_and_after_the_write(runtime: Runtime) -> None:
-    """The answer is encoded once and stored as is: GET /v1/placements/{id} returns the very answer, whether the
-    decision still waits in the write-behind batch or has been written."""
-    from broker.placement.service import DecisionLog, decide, parse_job, stored
-
+def with_one_offer(runtime: Runtime) -> None:
     apply_snapshot(
         runtime.engine,
         snap([obs("p4de.24xlarge", "40.97", gpu="A100-80GB", gpus=8)], at=utcnow() - timedelta(minutes=1)),
         runtime.catalog,
     )
     runtime.index.refresh()
+
+
+def test_stored_decision_is_the_answer_before_and_after_the_write(runtime: Runtime) -> None:
+    """The answer is encoded once and stored as is: GET /v1/placements/{id} returns the very answer, whether the
+    decision still waits in the write-behind batch or has been written."""
+    from broker.placement.service import DecisionLog, decide, parse_job, stored
+
+    with_one_offer(runtime)
     log = DecisionLog(runtime, every_s=3600)
     log.start()  # a writer that will not flush on its own during the test: the decision stays pending
     try:
@@ -139,12 +143,7 @@ def test_a_backlog_of_decisions_is_written_in_slices_and_a_failed_slice_stays_pe
     from broker.placement.service import FLUSH_SLICE, DecisionLog, decide, parse_job
     from broker.store.models import Placement
 
-    apply_snapshot(
-        runtime.engine,
-        snap([obs("p4de.24xlarge", "40.97", gpu="A100-80GB", gpus=8)], at=utcnow() - timedelta(minutes=1)),
-        runtime.catalog,
-    )
-    runtime.index.refresh()
+    with_one_offer(runtime)
     log = DecisionLog(runtime, every_s=3600)
     log._thread = object()  # type: ignore[assignment]  # as if a writer ran: decisions wait in the batch
     ids = [json.loads(decide(runtime, parse_job(JOB), log))["placement_id"] for _ in range(FLUSH_SLICE * 2 + 5)]
