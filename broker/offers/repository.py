@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, CursorResult, Select, and_, func, select
+from sqlalchemy import Connection, CursorResult, Select, Text, and_, cast, func, select
 
 from broker.domain import Availability, OfferKey
 from broker.offers.index import IndexedOffer
@@ -38,7 +38,7 @@ def _current_offers() -> Select[Any]:
             OC.gpu_memory_gb,
             OC.vcpus,
             OC.memory_gb,
-            OC.attrs,
+            cast(OC.attrs, Text),  # as text from every driver: rows must hash (psycopg would hand over a dict)
             OC.demo,
             P.hourly_usd,
             P.list_hourly_usd,
@@ -61,10 +61,13 @@ _AVAILABILITY = {a.value: a for a in Availability}
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """Live offers as loaded, with each one's row: the next load reuses an offer whose row did not change."""
+    """Live offers as loaded, with what the next load needs to reuse an offer whose row did not change: per offer
+    id, the hash of its row and the offer made of it. A hash rather than the row: the rows would take about 600
+    bytes an offer, and two different rows of one offer share a 64-bit hash with odds of about 2^-64."""
 
     offers: list[IndexedOffer]
-    rows: dict[int, tuple[Sequence[Any], IndexedOffer]]  # offer id -> (its row as read, the offer made of it)
+    hashes: dict[int, int]
+    by_id: dict[int, IndexedOffer]
 
 
 def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
@@ -73,7 +76,7 @@ def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
 
     Read as raw driver rows and converted here: the index is rebuilt after every poll that changed offers, on
     every replica, and the ORM's per-column result processing was most of the rebuild's time at 100k offers. An
-    offer whose row equals the one ``previous`` read is that same offer object: most of a poll's offers did not
+    offer whose row is as ``previous`` read it is that same offer object: most of a poll's offers did not
     change, and reusing them spares making them again here and preparing them again for placement."""
     sql = str(_current_offers().compile(dialect=conn.dialect))
     db = Dialect(conn)
@@ -89,15 +92,18 @@ def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
 
     decode = msgspec.json.decode
     unknown = Availability.UNKNOWN
-    before = previous.rows if previous is not None else {}
-    rows: dict[int, tuple[Sequence[Any], IndexedOffer]] = {}
+    hashed_before = previous.hashes if previous is not None else {}
+    before = previous.by_id if previous is not None else {}
+    hashes: dict[int, int] = {}
+    by_id: dict[int, IndexedOffer] = {}
     out: list[IndexedOffer] = []
     append = out.append
     for row in _paced_rows(conn.exec_driver_sql(sql)):
-        old = before.get(row[0])
-        if old is not None and old[0] == row:
-            rows[row[0]] = old
-            append(old[1])
+        digest = hash(row)
+        if hashed_before.get(row[0]) == digest:
+            kept = by_id[row[0]] = before[row[0]]
+            hashes[row[0]] = digest
+            append(kept)
             continue
         (
             offer_id, provider, region, zone, instance_type, purchase, term, payment, plan, source, gpu_model,
@@ -125,9 +131,10 @@ def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
             attrs or {},
             bool(demo),
         )
-        rows[offer_id] = (row, offer)
+        hashes[offer_id] = digest
+        by_id[offer_id] = offer
         append(offer)
-    return Loaded(out, rows)
+    return Loaded(out, hashes, by_id)
 
 
 def source_confirmations(conn: Connection) -> dict[str, datetime]:

@@ -65,10 +65,10 @@ class IndexHolder:
             now = utcnow()
             self._swap(OfferIndex.build(offers, now, self._max_age, confirmed), version)
             previous, self._loaded = self._loaded, loaded
-            if previous is not None:  # the rows of changed offers go with it: in slices (broker.pacing.release)
-                rows: list[object] = [*previous.rows.values()]
+            if previous is not None:  # its 100k entries go in slices (broker.pacing.release)
+                parts: list[object] = [*previous.hashes.values(), *previous.by_id.values()]
                 del previous
-                release(rows)
+                release(parts)
             self._loaded_on = now.date()
             self.reloads += 1
             return self.current
