@@ -12,10 +12,14 @@ scheduler, the first load at start) that costs a thread-local lookup and nothing
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _local = threading.local()
 
@@ -70,3 +74,25 @@ def pause_point() -> None:
     pacer: _Pacer | None = getattr(_local, "pacer", None)
     if pacer is not None:
         pacer.pause()
+
+
+@contextmanager
+def one_at_a_time(lock_file: Path) -> Iterator[None]:
+    """Among the processes of one machine that use ``lock_file``: one at a time inside the block (flock).
+
+    The API processes of ``serve --workers N`` all see a poll at once; rebuilding one after the other instead of
+    together halves the background load in those seconds. Without a usable lock file, no waiting."""
+    try:
+        import fcntl
+
+        handle = lock_file.open("a+b")
+    except (ImportError, OSError) as exc:
+        log.debug("no machine-wide rebuild lock (%s)", exc)
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits without the GIL
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

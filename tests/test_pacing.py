@@ -101,3 +101,39 @@ def test_the_paced_sort_keeps_the_index_order_ties_included() -> None:
         assert list(_sorted_paced(offers)) == list(plain.offers)
     with paced(0.9, slice_s=1.0):
         assert OfferIndex.build(offers, NOW).offers == plain.offers
+
+
+def test_one_at_a_time_keeps_a_second_holder_waiting_until_the_first_leaves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from broker.pacing import one_at_a_time
+
+    lock = tmp_path / ".index-rebuild.lock"
+    first_in, first_may_leave, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with one_at_a_time(lock):
+            first_in.set()
+            first_may_leave.wait(10)
+
+    def second() -> None:
+        with one_at_a_time(lock):  # a lock file opened anew: to flock, as another process
+            second_in.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_in.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    assert not second_in.wait(0.3)
+    first_may_leave.set()
+    assert second_in.wait(10)
+    a.join(10)
+    b.join(10)
+
+
+def test_without_a_usable_lock_file_nobody_waits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from broker.pacing import one_at_a_time
+
+    with one_at_a_time(tmp_path / "missing" / "dir" / "lock"), one_at_a_time(tmp_path / "missing" / "dir" / "lock"):
+        pass

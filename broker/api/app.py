@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -33,7 +33,7 @@ from broker.history.endpoints import ROUTES as history_routes
 from broker.observability.logging import RequestContextMiddleware, configure_service_logging
 from broker.observability.metrics import ROUTES as metric_routes
 from broker.offers.endpoints import list_offers
-from broker.pacing import paced
+from broker.pacing import one_at_a_time, paced
 from broker.placement.endpoints import ROUTES as placement_routes
 from broker.placement.service import DecisionLog
 from broker.polling.scheduler import PollScheduler
@@ -62,6 +62,9 @@ class IndexRefresher:
     def start(self) -> None:
         self._thread.start()
 
+    def _one_at_a_time(self) -> AbstractContextManager[None]:
+        return one_at_a_time(self.runtime.settings.data_dir / ".index-rebuild.lock")
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -75,7 +78,7 @@ class IndexRefresher:
                 # the collector stays off until the new index is frozen: switched on before, its first pass would
                 # walk all of it in one go (a stall of 100+ ms) and free nothing
                 with gc_paused(), paced(self.share):
-                    if self.runtime.index.refresh_if_changed():
+                    if self.runtime.index.refresh_if_changed(gate=self._one_at_a_time):
                         gc.freeze()  # long-lived: keep the collector from rescanning it per request
             except Exception as exc:  # the database may be away for a while: keep serving the last index
                 log.warning("offer index refresh failed: %s", exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine
@@ -73,7 +74,8 @@ class IndexHolder:
             self.reloads += 1
             return self.current
 
-    def refresh_if_changed(self) -> bool:
+    def refresh_if_changed(self, gate: Callable[[], AbstractContextManager[object]] = nullcontext) -> bool:
+        """Reload, or freshen, when a poll was recorded since; a reload waits inside ``gate`` (a freshen does not)."""
         with self._lock, self._engine.connect() as conn:
             version = self._version_of(conn)
             if version == self._version:
@@ -84,7 +86,8 @@ class IndexHolder:
                 if confirmed is not None:
                     self._swap(self.current.freshened(confirmed, now), version)
                     return True
-        self.refresh()
+        with gate():
+            self.refresh()
         return True
 
     def _swap(self, index: OfferIndex, version: object) -> None:

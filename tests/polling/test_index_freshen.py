@@ -195,3 +195,24 @@ def _buckets_of(prep):  # type: ignore[no-untyped-def]
     from broker.placement.engine import _buckets
 
     return [bucket for _, bucket in _buckets(prep)]
+
+
+def test_only_a_reload_waits_for_its_turn(runtime: Runtime, loaded: SourceConfig) -> None:
+    """The API processes of one machine take turns to rebuild (the gate); a freshen is milliseconds and needs none."""
+    from contextlib import contextmanager
+
+    turns = 0
+
+    @contextmanager
+    def gate():  # type: ignore[no-untyped-def]
+        nonlocal turns
+        turns += 1
+        yield
+
+    poll(runtime, loaded)  # confirms prices only
+    assert runtime.index.refresh_if_changed(gate=gate)
+    assert (turns, runtime.index.reloads) == (0, 1)
+    rewrite(loaded, [{**OFFER, "hourly_usd": "1.99"}])
+    poll(runtime, loaded)
+    assert runtime.index.refresh_if_changed(gate=gate)
+    assert (turns, runtime.index.reloads) == (1, 2)
