@@ -137,13 +137,16 @@ def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
     return Loaded(out, hashes, by_id)
 
 
-def source_confirmations(conn: Connection) -> dict[str, datetime]:
-    """Each source's latest complete poll, which confirmed every live offer of it.
+def source_confirmations(conn: Connection, upto_run: int | None = None) -> dict[str, datetime]:
+    """Each source's latest complete poll, which confirmed every live offer of it (with ``upto_run``: only the
+    sources whose latest poll is that run or older).
 
     Read it before the offers: a poll that commits in between then makes offers newer than the confirmation
     (they carry their own), never lends its confirmation to prices it did not see."""
-    rows = conn.execute(select(S.source, S.last_complete_at).where(S.last_complete_at.is_not(None)))
-    return {source: complete for source, complete in rows if complete is not None}
+    query = select(S.source, S.last_complete_at).where(S.last_complete_at.is_not(None))
+    if upto_run is not None:
+        query = query.where(S.last_run_id <= upto_run)
+    return {source: complete for source, complete in conn.execute(query) if complete is not None}
 
 
 def _paced_rows(result: CursorResult[Any]) -> Iterator[Sequence[Any]]:
@@ -172,10 +175,7 @@ def confirmations_since(conn: Connection, after_run: int, upto_run: int) -> dict
         return None
     # a source whose latest complete poll came after ``upto_run`` (committed meanwhile) is left to the next refresh:
     # that poll's changes were not checked above
-    rows = conn.execute(
-        select(S.source, S.last_complete_at).where(S.last_complete_at.is_not(None), S.last_run_id <= upto_run)
-    )
-    return {source: complete for source, complete in rows if complete is not None}
+    return source_confirmations(conn, upto_run)
 
 
 def data_version(conn: Connection) -> int:

@@ -105,6 +105,10 @@ class _Prep:
     max_age_s: float  # the source's allowed price age (inf: no limit)
 
 
+# (model, arch, kind, availability, rate class, provider, region, GPUs per node, committed purchase, held)
+_BucketKey = tuple[str, str, int, int, int, str, str, int, str, bool]
+
+
 @dataclass(frozen=True, slots=True)
 class _Bucket:
     model: GpuModel
@@ -121,6 +125,7 @@ class _Bucket:
     gpn: int  # GPUs per node: with the job's GPU count it fixes the nodes, the GPUs paid for and the gang rate
     prices: tuple[float, ...]  # USD per GPU-hour, ascending
     offers: tuple[_Prep, ...]  # in the same order
+    key: _BucketKey  # what _prepare grouped its offers by: a reload gives it again to the offers it keeps
 
 
 # Where a bucket is relative to the job's data: the egress formula (costmodel.egress_usd) depends on nothing finer,
@@ -239,7 +244,7 @@ def _prepared(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig) -> _
         None,
     )
     with gc_paused():
-        prepared = _prepare(index, catalog, cfg, _per_offer(earlier, cfg) if earlier is not None else _Reuse())
+        prepared = _prepare(index, catalog, cfg, _per_offer(earlier) if earlier is not None else _Reuse())
     _CACHE.insert(0, (index, catalog, cfg, prepared))
     # keep the live index and the one being swapped in; free the older one in slices (broker.pacing.release).
     # Nothing here may still refer to it (a loop variable would): its containers would then go at return, whole.
@@ -268,9 +273,6 @@ def _parts(index: OfferIndex, prep: _Prepared) -> Iterator[object]:
     yield from index.offers
 
 
-_BucketKey = tuple[str, str, int, int, int, str, str, int, str, bool]
-
-
 @dataclass(frozen=True, slots=True)
 class _Reuse:
     """A previous preparation, per offer id: each offer's preparation and its bucket's key. Plain dicts of objects
@@ -281,15 +283,12 @@ class _Reuse:
     keys: dict[int, _BucketKey] = field(default_factory=dict)
 
 
-def _per_offer(prep: _Prepared, cfg: PlacementConfig) -> _Reuse:
-    edges = (0.0, *_rate_edges(cfg))
+def _per_offer(prep: _Prepared) -> _Reuse:
     out = _Reuse()
-    for arch, b in _buckets(prep):
-        rclass = bisect.bisect_right(edges, b.offers[0].node_rate) - 1 if b.kind == _SPOT else 0
-        key = (b.model.id, arch, b.kind, b.avail, rclass, b.provider, b.region, b.gpn, b.purchase, b.held_attr)
+    for _, b in _buckets(prep):
         for p in b.offers:
             out.preps[p.offer.offer_id] = p
-            out.keys[p.offer.offer_id] = key
+            out.keys[p.offer.offer_id] = b.key
     return out
 
 
@@ -361,7 +360,6 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig, reuse
                 kind = _kind(o.key.purchase)
                 p = _prep_offer(o, kind, index, cfg)
                 committed = kind == _COMMITTED
-                # _per_offer rebuilds this key from a bucket: keep the two in step
                 key = (
                     model.id,
                     offer_arch(o, model, cfg),
@@ -377,8 +375,9 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig, reuse
             keyed.setdefault(key, []).append(p)
     countries: dict[tuple[str, str], str | None] = {}
     per_arch: dict[tuple[str, str], dict[tuple[int, int, int], list[_Bucket]]] = {}
-    for (model_id, arch, kind, avail, rclass, provider, region, gpn, purchase, held), preps in keyed.items():
+    for key, preps in keyed.items():
         pause_point()
+        model_id, arch, kind, avail, rclass, provider, region, gpn, purchase, held = key
         if len(preps) > 1:  # most buckets hold one offer
             preps.sort(key=lambda p: (p.gpu_hourly, p.offer.offer_id))
         rk = (provider, region)
@@ -399,6 +398,7 @@ def _prepare(index: OfferIndex, catalog: GpuCatalog, cfg: PlacementConfig, reuse
             gpn,
             tuple(p.gpu_hourly for p in preps),
             tuple(preps),
+            key,
         )
         per_arch.setdefault((model_id, arch), {}).setdefault((kind, rclass, gpn), []).append(bucket)
     out: dict[str, dict[str, _ArchPrep]] = {}

@@ -336,7 +336,7 @@ def test_a_preparation_reusing_offers_is_the_one_made_afresh(catalog: GpuCatalog
             for arch, b in _buckets(prep)
         )  # fmt: skip
 
-    reused = _prepare(after, catalog, cfg, _per_offer(_prepare(before, catalog, cfg, _Reuse()), cfg))
+    reused = _prepare(after, catalog, cfg, _per_offer(_prepare(before, catalog, cfg, _Reuse())))
     afresh = _prepare(after, catalog, cfg, _Reuse())
     assert shape(reused) == shape(afresh)
     assert len(shape(afresh)) >= 7
