@@ -41,6 +41,7 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -230,6 +231,23 @@ def slow_seconds(stats: Stats, top: int = 5) -> list[str]:
     return [f"{time.strftime('%H:%M:%S', time.gmtime(s))} {pct(by_second[s], 0.99):.0f} ms" for s in sorted(worst)]
 
 
+def timeline(stats: Stats, events: list[tuple[float, str]]) -> list[str]:
+    """Every second of the run: its requests' p99 and max, and what the server did in it (``events``: Unix time,
+    what happened)."""
+    by_second: dict[int, list[float]] = {}
+    for due, latency in zip(stats.due, stats.latencies, strict=True):
+        by_second.setdefault(int(due), []).append(latency)
+    marks: dict[int, list[str]] = {}
+    for at, what in events:
+        marks.setdefault(int(at), []).append(what)
+    lines = []
+    for s in sorted(by_second):
+        v = by_second[s]
+        lines.append(f"  {time.strftime('%H:%M:%S', time.gmtime(s))} p99 {pct(v, 0.99):5.0f} ms  max {pct(v, 1.0):5.0f}"
+                     f" ms  {'; '.join(marks.get(s, []))}")  # fmt: skip
+    return lines
+
+
 def _idle_priority() -> None:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
@@ -339,6 +357,26 @@ class OwnServer:
         engine.dispose()
         return rows
 
+    def events(self, since: Any) -> list[tuple[float, str]]:
+        """The polls (start, commit) and the API processes' index reloads (start, end), from the run table and the
+        server's log."""
+        out = []
+        for p in self.polls(since):
+            out.append((p.started_at.timestamp(), f"poll {p.id} starts"))
+            if p.finished_at:
+                out.append((p.finished_at.timestamp(), f"poll {p.id} {p.outcome}"))
+        for line in (self.dir / "server.log").read_text(errors="replace").splitlines():
+            if "offer index reloaded" not in line:
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            end = datetime.fromisoformat(doc["ts"]).timestamp()
+            out.append((end - doc["seconds"], "reload starts"))
+            out.append((end, f"reload ends ({doc['cpu_seconds']:.2f} s CPU)"))
+        return sorted(out)
+
     def stop(self) -> None:
         self._stop.set()
         for proc in (self.proc, self.worker):
@@ -384,6 +422,7 @@ def main() -> None:
         default="background",
         help="own server: `broker worker --background` (the README's one-machine layout) or at the API's priority",
     )
+    ap.add_argument("--timeline", action="store_true", help="print every second's p99 and what the server did")
     ap.add_argument("--api-key", default=os.environ.get("BROKER_API_KEY"), help="sent as a Bearer token")
     args = ap.parse_args()
     if not (0 < args.rate <= 20_000 and 0 < args.duration <= 600 and 0 < args.connections <= 512):
@@ -413,9 +452,7 @@ def main() -> None:
         before, started = cpu_times(list(watched)), time.monotonic()
         # uvloop (installed with uvicorn) keeps the generator's own share of the cores small, as wrk would
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            stats, elapsed, due = runner.run(
-                run_load(host, port, request, args.rate, args.duration, args.connections)
-            )
+            stats, elapsed, due = runner.run(run_load(host, port, request, args.rate, args.duration, args.connections))
         after, wall = cpu_times(list(watched)), time.monotonic() - started
         done = len(stats.latencies)
         print(f"requests due {due}, answered {done} in {elapsed:.1f} s: {done / elapsed:.0f}/s")
@@ -443,6 +480,9 @@ def main() -> None:
                 took = (p.finished_at - p.started_at).total_seconds() if p.finished_at else float("nan")
                 print(f"  {p.started_at:%H:%M:%S} {p.outcome:8} {p.offers_seen} offers, {p.prices_changed} "
                       f"prices changed, {took:.1f} s")  # fmt: skip
+        if args.timeline:
+            print("timeline:")
+            print("\n".join(timeline(stats, own.events(since) if own is not None else [])))
     finally:
         if own is not None:
             own.stop()

@@ -68,6 +68,7 @@ class Loaded:
     offers: list[IndexedOffer]
     hashes: dict[int, int]
     by_id: dict[int, IndexedOffer]
+    kept: int = 0  # offers reused from the previous load
 
 
 def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
@@ -98,12 +99,14 @@ def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
     by_id: dict[int, IndexedOffer] = {}
     out: list[IndexedOffer] = []
     append = out.append
+    kept = 0
     for row in _paced_rows(conn.exec_driver_sql(sql)):
         digest = hash(row)
         if hashed_before.get(row[0]) == digest:
-            kept = by_id[row[0]] = before[row[0]]
+            same = by_id[row[0]] = before[row[0]]
             hashes[row[0]] = digest
-            append(kept)
+            append(same)
+            kept += 1
             continue
         (
             offer_id, provider, region, zone, instance_type, purchase, term, payment, plan, source, gpu_model,
@@ -134,7 +137,7 @@ def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
         hashes[offer_id] = digest
         by_id[offer_id] = offer
         append(offer)
-    return Loaded(out, hashes, by_id)
+    return Loaded(out, hashes, by_id, kept)
 
 
 def source_confirmations(conn: Connection, upto_run: int | None = None) -> dict[str, datetime]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime, timedelta
@@ -17,6 +19,7 @@ from broker.offers.index import IndexedOffer, OfferIndex, _listing_order
 from broker.offers.schemas import OfferFilter
 from broker.pacing import release
 
+log = logging.getLogger(__name__)
 OfferTransform = Callable[[Connection, list[IndexedOffer]], list[IndexedOffer]]
 Version = Callable[[Connection], object]
 # (connection, version loaded, version now) -> each source's confirmation time, or None: reload the index
@@ -56,6 +59,7 @@ class IndexHolder:
 
     @gc_paused()  # collections doubled the rebuild time of 100k offers
     def refresh(self) -> OfferIndex:
+        started, cpu = time.monotonic(), time.thread_time()
         with self._lock, self._engine.connect() as conn:
             version = self._version_of(conn)
             confirmed = repository.source_confirmations(conn)  # before the offers (it says why)
@@ -72,7 +76,13 @@ class IndexHolder:
                 release(parts)
             self._loaded_on = now.date()
             self.reloads += 1
-            return self.current
+        log.info(
+            "offer index reloaded: %d offers, %d of them unchanged",
+            len(offers),
+            loaded.kept,
+            extra={"seconds": round(time.monotonic() - started, 3), "cpu_seconds": round(time.thread_time() - cpu, 3)},
+        )
+        return self.current
 
     def refresh_if_changed(self, gate: Callable[[], AbstractContextManager[object]] = nullcontext) -> bool:
         """Reload, or freshen, when a poll was recorded since; a reload waits inside ``gate`` (a freshen does not)."""

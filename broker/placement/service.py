@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 from broker.api.problems import Problem, invalid_request
 from broker.domain import utcnow
 from broker.gpus import UnknownGpu
+from broker.ids import random_uuid
 from broker.observability.metrics import observe_placement_latency, record_decision
 from broker.pacing import paced, pause_point
 from broker.placement import repository
@@ -124,7 +124,7 @@ def decide(runtime: Runtime, job: PlaceRequest, decisions: DecisionLog, *, now: 
     observe_placement_latency(time.perf_counter() - began)
     choice = decision.choice
     record_decision(choice.provider, str(choice.purchase))
-    placement_id = str(uuid.uuid4())
+    placement_id = str(random_uuid())
     # encoded once: the same bytes are the HTTP answer and the stored decision (json columns write Raw verbatim)
     answer = msgspec.json.encode(
         PlaceAnswer(placement_id=placement_id, created_at=now, **msgspec.structs.asdict(decision))

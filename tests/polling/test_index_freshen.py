@@ -4,6 +4,7 @@ confirmed prices (or failed). Freshened, the offers read as confirmed by the new
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -83,12 +84,19 @@ def test_a_poll_that_changes_a_price_or_availability_reloads_the_index(
     assert all(n is not None and n > 0 for n in changes(runtime.engine))
 
 
-def test_a_new_or_withdrawn_offer_reloads_the_index(runtime: Runtime, loaded: SourceConfig) -> None:
+def test_a_new_or_withdrawn_offer_reloads_the_index(
+    runtime: Runtime, loaded: SourceConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     others = [{**OFFER, "region": region} for region in ("us-west-1", "us-south-1", "europe-central-1")]
     rewrite(loaded, [OFFER, *others])
     poll(runtime, loaded)
-    assert runtime.index.refresh_if_changed()
+    with caplog.at_level(logging.INFO, logger="broker.offers.service"):
+        assert runtime.index.refresh_if_changed()
     assert len(runtime.index.current.offers) == 4
+    # operators see each reload, what it kept and what it cost
+    (reloaded,) = [r for r in caplog.records if r.getMessage().startswith("offer index reloaded")]
+    assert reloaded.getMessage() == "offer index reloaded: 4 offers, 1 of them unchanged"
+    assert reloaded.__dict__["seconds"] >= reloaded.__dict__["cpu_seconds"] >= 0
     rewrite(loaded, others)  # one of four withdrawn (a larger share would be held back as suspect)
     poll(runtime, loaded)
     assert runtime.index.refresh_if_changed()
