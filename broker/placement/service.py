@@ -76,7 +76,7 @@ class DecisionLog:
         for start in range(0, len(batch), FLUSH_SLICE):
             rows = batch[start : start + FLUSH_SLICE]
             with self.runtime.engine.begin() as conn:
-                repository.save_many(conn, rows)
+                repository.save_many(conn, [_encoded(row) for row in rows])
             with self._lock:
                 for row in rows:
                     self._pending.pop(row["id"], None)
@@ -133,7 +133,7 @@ def decide(runtime: Runtime, job: PlaceRequest, decisions: DecisionLog, *, now: 
         {
             "id": placement_id,
             "created_at": now,
-            "request": msgspec.Raw(job.model_dump_json()),
+            "request": job,  # encoded by the writer (``_encoded``), off the request path
             "decision": msgspec.Raw(answer),
             "provider": choice.provider,
             "purchase": str(choice.purchase),
@@ -161,6 +161,14 @@ def stored(runtime: Runtime, decisions: DecisionLog, placement_id: str) -> dict[
     }
 
 
+def _encoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A pending decision as its table row: the job as JSON (json columns write Raw verbatim)."""
+    job = row["request"]
+    return {**row, "request": msgspec.Raw(job.model_dump_json())} if isinstance(job, PlaceRequest) else row
+
+
 def _json(value: Any) -> Any:
-    """A JSON column's value: still encoded while the decision waits in the write-behind batch."""
+    """A JSON column's value as read back: a pending decision holds its job, and its answer still encoded."""
+    if isinstance(value, PlaceRequest):
+        return value.model_dump(mode="json")
     return msgspec.json.decode(value) if isinstance(value, msgspec.Raw) else value
