@@ -17,10 +17,11 @@ _BLOCK = 16 * 256
 
 class _RandomBlocks:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reset()
+        self.renew()
 
-    def _reset(self) -> None:
+    def renew(self) -> None:
+        """Start afresh: a new lock (another thread may have held the old one at a fork) and no block."""
+        self._lock = threading.Lock()
         self._block = b""
         self._at = 0
 
@@ -35,7 +36,7 @@ class _RandomBlocks:
 
 _blocks = _RandomBlocks()
 # a forked child must not hand out the ids its parent has left in the block
-os.register_at_fork(after_in_child=_blocks._reset)
+os.register_at_fork(after_in_child=_blocks.renew)
 
 
 def random_uuid() -> uuid.UUID:
