@@ -113,7 +113,7 @@ def load_current(conn: Connection, previous: Loaded | None = None) -> Loaded:
             gpu_known, gpu_count, gpu_memory_gb, vcpus, memory_gb, attrs, demo, hourly, list_hourly, valid_from,
             last_confirmed, state, quantity,
         ) = row  # fmt: skip
-        if isinstance(attrs, str | bytes):  # SQLite hands JSON over as text, psycopg already decoded
+        if attrs is not None:  # selected as text (see _current_offers)
             attrs = decode(attrs)
         offer = IndexedOffer(
             offer_id,

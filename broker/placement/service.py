@@ -162,9 +162,8 @@ def stored(runtime: Runtime, decisions: DecisionLog, placement_id: str) -> dict[
 
 
 def _encoded(row: dict[str, Any]) -> dict[str, Any]:
-    """A pending decision as its table row: the job as JSON (json columns write Raw verbatim)."""
-    job = row["request"]
-    return {**row, "request": msgspec.Raw(job.model_dump_json())} if isinstance(job, PlaceRequest) else row
+    """A pending decision (``decide`` adds them) as its table row: the job encoded (json columns write Raw verbatim)."""
+    return {**row, "request": msgspec.Raw(row["request"].model_dump_json())}
 
 
 def _json(value: Any) -> Any:
